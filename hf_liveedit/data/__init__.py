@@ -1,0 +1,1 @@
+"""Editing data: MMEdit-format loaders (E-VQA, E-IC, VLKEB) and the packaged benchmark."""

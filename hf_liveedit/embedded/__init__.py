@@ -1,0 +1,1 @@
+"""The embedded default backbone: a LLaVA built from pretrained parts that ship in registry packages."""

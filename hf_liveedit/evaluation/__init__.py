@@ -1,0 +1,1 @@
+"""Lifelong-editing evaluation: metrics, editors and the sequential protocol."""

@@ -1,0 +1,449 @@
+"""``LiveEditModel``: a frozen VLLM plus LiveEdit's generator, expert repository and routing hook."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+from safetensors.torch import load_file, save_file
+from torch import nn
+from tqdm.auto import tqdm
+from transformers import BatchFeature
+
+from .backbones import BackboneAdapter, get_backbone_adapter
+from .config import CONFIG_NAME, LiveEditConfig
+from .images import image_sha256, load_image
+from .layer import EditLayerHook, StopForward
+from .model_card import render_model_card
+from .modules import LiveEditModules
+from .persistence import (
+    EDITS_NAME,
+    EXPERTS_WEIGHTS_NAME,
+    FORMAT_VERSION,
+    GENERATOR_WEIGHTS_NAME,
+    atomic_directory,
+    check_fingerprint,
+    state_dict_sha256,
+    write_json,
+)
+from .repository import EditRecord, ExpertRepository
+
+
+class LiveEditModel(nn.Module):
+    """A VLLM whose knowledge can be edited, edit after edit, without changing its weights.
+
+    Build it with :func:`get_liveedit_model` or :meth:`from_pretrained`. Attributes the wrapper
+    does not define (``config``, ``generation_config``, ``device``, ...) are the base model's.
+
+    Args:
+        model: the base VLLM; frozen, never copied or modified.
+        config: the adapter's configuration.
+        processor: the base model's processor (needed by :meth:`add_edit`).
+    """
+
+    def __init__(self, model: nn.Module, config: LiveEditConfig, processor: Any | None = None):
+        super().__init__()
+        adapter = get_backbone_adapter(model, processor)
+        config = copy.deepcopy(config)
+        if config.edit_layer is None:
+            config.edit_layer = int(adapter.num_layers * 2 / 3)
+        if not 0 <= config.edit_layer < adapter.num_layers:
+            raise ValueError(
+                f"edit_layer {config.edit_layer} is out of range for {type(model).__name__} with "
+                f"{adapter.num_layers} decoder layers (valid: 0..{adapter.num_layers - 1})"
+            )
+        if config.num_sentinel_tokens is None:
+            config.num_sentinel_tokens = adapter.num_image_tokens
+        if config.base_model_name_or_path is None:
+            config.base_model_name_or_path = getattr(model.config, "_name_or_path", None) or None
+        model.requires_grad_(False)
+        self.base_model = model
+        self.processor = processor
+        self.liveedit_config = config
+        self.adapter: BackboneAdapter = adapter
+        device = next(model.parameters()).device
+        self.liveedit_modules = LiveEditModules(
+            config, adapter.hidden_size, config.num_sentinel_tokens
+        ).to(device=device, dtype=config.torch_module_dtype)
+        self.repository = ExpertRepository(
+            config.rank,
+            adapter.hidden_size,
+            config.num_queries,
+            config.module_dim,
+            dtype=config.torch_expert_dtype,
+            device=device,
+        )
+        self.hook = EditLayerHook(self.liveedit_modules, self.repository)
+        self._handles = [
+            adapter.decoder_layers()[config.edit_layer].register_forward_hook(self.hook),
+            model.register_forward_pre_hook(self._before_base_forward, with_kwargs=True),
+        ]
+
+    # --- attribute forwarding (as PEFT does) -------------------------------------------------------
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            base = self.__dict__["_modules"].get("base_model")
+            if base is None:
+                raise
+            return getattr(base, name)
+
+    @property
+    def config(self) -> Any:
+        """The base model's config (pipelines and ``generate`` read it)."""
+        return self.base_model.config
+
+    # --- forward / generate -----------------------------------------------------------------------
+    def _before_base_forward(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
+        """Tell the hook where the image / prompt / answer tokens are, or that this is decoding."""
+        cache = kwargs.get("past_key_values")
+        self.hook.decoding = cache is not None and cache.get_seq_length() > 0
+        input_ids = kwargs.get("input_ids", args[0] if args else None)
+        if self.hook.decoding or input_ids is None:
+            self.hook.spans = None
+            return
+        self.hook.spans = self.adapter.spans(
+            input_ids, kwargs.get("attention_mask"), kwargs.get("labels")
+        )
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        """The base model's forward with the edits applied at layer ``l_e``.
+
+        Positions with ``labels != -100`` are answer tokens and take no part in routing.
+        """
+        return self.base_model(*args, **kwargs)
+
+    def generate(self, *args: Any, **kwargs: Any) -> Any:
+        """The base model's ``generate`` with the edits applied.
+
+        Routing is decided at prefill from each sample's image and prompt and reused for every
+        decoding step.
+        """
+        return self.base_model.generate(*args, **kwargs)
+
+    @contextlib.contextmanager
+    def disable_adapter(self) -> Iterator[None]:
+        """Within this context the model behaves exactly like the base model."""
+        previous, self.hook.enabled = self.hook.enabled, False
+        try:
+            yield
+        finally:
+            self.hook.enabled = previous
+
+    def unload(self) -> nn.Module:
+        """Remove LiveEdit's hooks and return the untouched base model."""
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+        return self.base_model
+
+    # --- editing -------------------------------------------------------------------------------------
+    @property
+    def edits(self) -> list[EditRecord]:
+        """Metadata of the stored edits (id, prompt, target, image SHA-256, time)."""
+        return self.repository.records
+
+    def build_inputs(
+        self,
+        images: Image.Image | str | Path | Sequence[Image.Image | str | Path] | None,
+        prompts: str | Sequence[str],
+        targets: str | Sequence[str] | None = None,
+    ) -> BatchFeature:
+        """Processor inputs formatted exactly as edits are (chat template, image first).
+
+        Args:
+            images: one image (or path) or a list of them, or None for text-only prompts.
+            prompts: one prompt or a list.
+            targets: optional answers appended for teacher-forced scoring (marked in ``labels``).
+        """
+        single = isinstance(prompts, str)
+        prompts = [prompts] if single else list(prompts)
+        if images is not None:
+            images = [images] if single else list(images)
+            images = [load_image(image) for image in images]
+        if targets is not None:
+            targets = [targets] if isinstance(targets, str) else list(targets)
+        device = next(self.base_model.parameters()).device
+        return self.adapter.build_inputs(images, prompts, targets).to(device)
+
+    def add_edit(self, image: Image.Image | str | Path, prompt: str, target: str) -> str:
+        """Store one edit: from now on ``(image, prompt)`` should be answered with ``target``.
+
+        One partial forward pass up to layer ``l_e``; no weight changes.
+
+        Returns:
+            The new edit's id.
+
+        Raises:
+            TypeError: ``image`` is not a PIL image or path.
+            ValueError: empty prompt or target, or a target that tokenizes to nothing.
+        """
+        return self.add_edits([image], [prompt], [target], progress=False)[0]
+
+    def add_edits(
+        self,
+        images: Sequence[Image.Image | str | Path],
+        prompts: Sequence[str],
+        targets: Sequence[str],
+        batch_size: int = 8,
+        progress: bool | None = None,
+    ) -> list[str]:
+        """Store many edits, computed in batches. Every input is validated before any is stored.
+
+        Args:
+            images, prompts, targets: equally long sequences, one edit each.
+            batch_size: edits per forward pass.
+            progress: show a progress bar (default: when there is more than one batch).
+
+        Returns:
+            The new edits' ids, in order.
+        """
+        images, prompts, targets = list(images), list(prompts), list(targets)
+        if not len(images) == len(prompts) == len(targets):
+            raise ValueError(
+                f"images, prompts and targets must be equally long, got {len(images)}, "
+                f"{len(prompts)}, {len(targets)}"
+            )
+        pil_images = [load_image(image) for image in images]
+        self._check_texts(prompts, targets)
+        records = [
+            EditRecord.new(prompt, target, image_sha256(image))
+            for image, prompt, target in zip(pil_images, prompts, targets)
+        ]
+        starts = range(0, len(records), batch_size)
+        show = progress if progress is not None else len(starts) > 1
+        made = []
+        for start in tqdm(starts, desc="add_edits", disable=not show, unit="batch"):
+            end = start + batch_size
+            made.append(
+                self._make_experts(pil_images[start:end], prompts[start:end], targets[start:end])
+            )
+        for batch, start in zip(made, starts):
+            self.repository.add(batch, records[start : start + batch_size])
+        return [record.id for record in records]
+
+    def _check_texts(self, prompts: Sequence[str], targets: Sequence[str]) -> None:
+        tokenizer = self.adapter.require_processor().tokenizer
+        for name, texts in (("prompt", prompts), ("target", targets)):
+            for text in texts:
+                if not isinstance(text, str):
+                    raise TypeError(f"Each {name} must be a str, got {type(text).__name__}")
+                if not text.strip():
+                    raise ValueError(f"Empty {name}: an edit needs a non-blank {name}")
+        for target in targets:
+            if not tokenizer(
+                self.adapter.answer_text("", target), add_special_tokens=False
+            ).input_ids:
+                raise ValueError(f"Target {target!r} tokenizes to no tokens")
+
+    @torch.no_grad()
+    def _make_experts(self, images: list[Image.Image], prompts: list[str], targets: list[str]):
+        inputs = self.build_inputs(images, prompts, targets)
+        hidden = self.hidden_states_at_edit_layer(inputs)
+        spans = self.adapter.spans(inputs["input_ids"], inputs["attention_mask"], inputs["labels"])
+        return self.liveedit_modules.make_experts(hidden, spans)
+
+    def hidden_states_at_edit_layer(self, inputs: BatchFeature | dict) -> torch.Tensor:
+        """Run the frozen base model up to layer ``l_e`` (no edits) and return its output ``h``."""
+        hook = self.hook
+        hook.capture, hook.captured = True, None
+        try:
+            self.base_model(**{key: value for key, value in inputs.items() if key != "labels"})
+        except StopForward:
+            pass
+        finally:
+            hook.capture = False
+        hidden, hook.captured = hook.captured, None
+        return hidden
+
+    def remove_edit(self, edit_id: str) -> EditRecord:
+        """Delete one stored edit; ``KeyError`` if the id is unknown."""
+        return self.repository.remove(edit_id)
+
+    def clear_edits(self) -> None:
+        """Delete every stored edit (the generator is kept)."""
+        self.repository.clear()
+
+    # --- persistence --------------------------------------------------------------------------------
+    def fingerprint(self) -> dict[str, Any]:
+        """The base model's fingerprint plus the edited layer."""
+        return {**self.adapter.fingerprint(), "edit_layer": self.liveedit_config.edit_layer}
+
+    def generator_sha256(self) -> str:
+        """SHA-256 of the current generator weights (experts are only valid with these)."""
+        return state_dict_sha256(self.liveedit_modules.state_dict())
+
+    def save_pretrained(
+        self, save_directory: str | Path, metrics: dict[str, float] | None = None
+    ) -> None:
+        """Save config, generator, experts and a model card; atomic (all or nothing).
+
+        Args:
+            save_directory: target folder (created or replaced; other files in it are kept).
+            metrics: editing metrics to show in the model card, if measured.
+        """
+        with atomic_directory(save_directory) as staging:
+            self.liveedit_config.save_pretrained(
+                staging,
+                base_model_fingerprint=self.fingerprint(),
+                generator_sha256=self.generator_sha256(),
+                format_version=FORMAT_VERSION,
+            )
+            state = {
+                key: value.contiguous() for key, value in self.liveedit_modules.state_dict().items()
+            }
+            save_file(state, str(staging / GENERATOR_WEIGHTS_NAME))
+            self._write_experts(staging)
+            card = render_model_card(
+                self.liveedit_config,
+                self.fingerprint(),
+                self.edits,
+                metrics,
+                repo_id=str(save_directory),
+            )
+            (staging / "README.md").write_text(card)
+
+    def save_experts(self, save_directory: str | Path) -> None:
+        """Save only the expert repository (``experts.safetensors`` + ``edits.json``), atomically."""
+        with atomic_directory(save_directory) as staging:
+            self._write_experts(staging)
+
+    def _write_experts(self, directory: Path) -> None:
+        save_file(self.repository.state_dict(), str(directory / EXPERTS_WEIGHTS_NAME))
+        write_json(
+            directory / EDITS_NAME,
+            {
+                "format_version": FORMAT_VERSION,
+                "base_model_fingerprint": self.fingerprint(),
+                "generator_sha256": self.generator_sha256(),
+                "expert_dtype": self.liveedit_config.expert_dtype,
+                "edits": [record.to_dict() for record in self.edits],
+            },
+        )
+
+    def load_experts(self, directory: str | Path, allow_generator_mismatch: bool = False) -> None:
+        """Replace the repository with experts saved by :meth:`save_experts` / :meth:`save_pretrained`.
+
+        Args:
+            directory: local folder or Hub repo id.
+            allow_generator_mismatch: load experts made by other generator weights (their
+                routing features will not match this generator's; for debugging only).
+
+        Raises:
+            ValueError: the experts were made for another base model, layer or generator. The
+                current repository is left unchanged.
+        """
+        folder = resolve_directory(directory)
+        meta = json.loads((folder / EDITS_NAME).read_text())
+        check_fingerprint(
+            self.fingerprint(), meta["base_model_fingerprint"], f"The experts in {folder}"
+        )
+        if not allow_generator_mismatch and meta["generator_sha256"] != self.generator_sha256():
+            raise ValueError(
+                f"The experts in {folder} were made by a different generator (sha256 "
+                f"{meta['generator_sha256'][:12]}..., loaded generator {self.generator_sha256()[:12]}...). "
+                "Load the generator they were made with, or re-add the edits."
+            )
+        records = [EditRecord(**record) for record in meta["edits"]]
+        self.repository.load(load_file(str(folder / EXPERTS_WEIGHTS_NAME)), records)
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        model: nn.Module,
+        model_id: str | Path,
+        processor: Any | None = None,
+        load_experts: bool = True,
+        revision: str | None = None,
+        token: str | None = None,
+    ) -> LiveEditModel:
+        """Load a saved adapter (local folder or Hub repo) onto ``model``.
+
+        Args:
+            model: the base VLLM the adapter was made for.
+            model_id: local folder or Hub repo id.
+            processor: the base model's processor.
+            load_experts: also load the saved expert repository, if present.
+            revision, token: passed to the Hub download.
+
+        Raises:
+            ValueError: the adapter was made for another base model.
+        """
+        folder = resolve_directory(model_id, revision=revision, token=token)
+        config, extra = LiveEditConfig.from_pretrained(folder)
+        adapter = get_backbone_adapter(model, processor)
+        expected = {**adapter.fingerprint(), "edit_layer": config.edit_layer}
+        check_fingerprint(expected, extra["base_model_fingerprint"], f"The adapter in {folder}")
+        liveedit = cls(model, config, processor)
+        state = load_file(str(folder / GENERATOR_WEIGHTS_NAME))
+        liveedit.liveedit_modules.load_state_dict(state)
+        if load_experts and (folder / EDITS_NAME).is_file():
+            liveedit.load_experts(folder)
+        return liveedit
+
+    def push_to_hub(
+        self,
+        repo_id: str,
+        private: bool | None = None,
+        token: str | None = None,
+        commit_message: str = "Upload LiveEdit adapter",
+        metrics: dict[str, float] | None = None,
+    ) -> Any:
+        """Save the adapter (as :meth:`save_pretrained`) and upload that folder to the Hub.
+
+        Returns:
+            ``huggingface_hub``'s commit info.
+        """
+        from huggingface_hub import HfApi
+
+        api = HfApi(token=token)
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = Path(tmp, "adapter")
+            self.save_pretrained(folder, metrics=metrics)
+            card = folder / "README.md"
+            card.write_text(card.read_text().replace(str(folder), repo_id))
+            api.create_repo(repo_id, private=private, exist_ok=True)
+            return api.upload_folder(
+                repo_id=repo_id, folder_path=folder, commit_message=commit_message
+            )
+
+
+def resolve_directory(
+    model_id: str | Path, revision: str | None = None, token: str | None = None
+) -> Path:
+    """A local folder as is; otherwise download the Hub repo ``model_id`` and return its folder."""
+    path = Path(model_id)
+    if path.is_dir():
+        if not (path / CONFIG_NAME).is_file() and not (path / EDITS_NAME).is_file():
+            raise ValueError(
+                f"{path} holds no LiveEdit adapter ({CONFIG_NAME} or {EDITS_NAME} missing)"
+            )
+        return path
+    from huggingface_hub import snapshot_download
+
+    return Path(snapshot_download(str(model_id), revision=revision, token=token))
+
+
+def get_liveedit_model(
+    model: nn.Module, config: LiveEditConfig, processor: Any | None = None
+) -> LiveEditModel:
+    """Wrap a VLLM with a fresh LiveEdit adapter (PEFT's ``get_peft_model`` counterpart).
+
+    Args:
+        model: a supported transformers VLLM (see :func:`hf_liveedit.supported_model_classes`).
+        config: the adapter's configuration.
+        processor: the model's processor, needed to add edits.
+
+    Raises:
+        TypeError: unsupported model class.
+        ValueError: ``config.edit_layer`` out of range.
+    """
+    return LiveEditModel(model, config, processor)

@@ -1,0 +1,19 @@
+"""LiveEdit's trainable modules: cross-attention, expert generator, feature extractors."""
+
+from __future__ import annotations
+
+from .attention import CrossAttention
+from .extractor import FeatureExtractor
+from .generator import ExpertGenerator
+from .liveedit import ExpertBatch, InputFeatures, LiveEditModules
+from .spans import Spans
+
+__all__ = [
+    "CrossAttention",
+    "ExpertBatch",
+    "ExpertGenerator",
+    "FeatureExtractor",
+    "InputFeatures",
+    "LiveEditModules",
+    "Spans",
+]

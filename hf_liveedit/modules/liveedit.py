@@ -1,0 +1,92 @@
+"""All trainable LiveEdit modules in one container (what a generator checkpoint holds)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..config import LiveEditConfig
+from .extractor import FeatureExtractor
+from .generator import ExpertGenerator
+from .spans import Spans
+
+
+@dataclass
+class ExpertBatch:
+    """Experts made from a batch of edits: ``U``/``V`` ``[B, r, d]``, ``phi``/``psi`` ``[B, k, d_m]``."""
+
+    up: torch.Tensor
+    down: torch.Tensor
+    phi: torch.Tensor
+    psi: torch.Tensor
+
+
+@dataclass
+class InputFeatures:
+    """Input-side routing features, each ``[B, k, d_m]``, and which inputs may be routed."""
+
+    phi: torch.Tensor
+    psi: torch.Tensor
+    phi_sentinel: torch.Tensor
+    routable: torch.Tensor
+
+
+class LiveEditModules(nn.Module):
+    """Generator, edit-side and input-side extractors, vision sentinel and expert LayerNorm.
+
+    Args:
+        config: the adapter's configuration.
+        hidden_size: ``d`` of the language model.
+        num_sentinel_tokens: ``N_v``, rows of the vision sentinel.
+    """
+
+    def __init__(self, config: LiveEditConfig, hidden_size: int, num_sentinel_tokens: int):
+        super().__init__()
+        self.edit_text_only_inputs = config.edit_text_only_inputs
+        self.generator = ExpertGenerator(
+            hidden_size, config.module_dim, config.rank, config.num_heads, config.scale
+        )
+        self.edit_extractor = FeatureExtractor(
+            hidden_size, config.module_dim, config.num_queries, config.num_heads
+        )
+        self.input_extractor = FeatureExtractor(
+            hidden_size, config.module_dim, config.num_queries, config.num_heads
+        )
+        self.sentinel = nn.Parameter(torch.randn(num_sentinel_tokens, hidden_size))
+        self.expert_norm = nn.LayerNorm(hidden_size)
+
+    def make_experts(self, hidden: torch.Tensor, spans: Spans) -> ExpertBatch:
+        """Generate ``(U, V)`` and the stored routing features ``(phi_e, psi_e)`` for each edit.
+
+        Args:
+            hidden: ``[B, L, d]`` output of layer ``l_e`` on image + prompt + answer.
+            spans: image / prompt / answer positions.
+        """
+        hidden = hidden.to(self.sentinel.dtype)
+        up, down = self.generator(hidden, spans)
+        query = self.edit_extractor.visual_query(hidden, spans.prompt)
+        phi = self.edit_extractor.visual_feature(query, hidden, spans.image)
+        psi = self.edit_extractor.prompt_feature(hidden, spans.prompt)
+        return ExpertBatch(up, down, phi, psi)
+
+    def input_features(self, hidden: torch.Tensor, spans: Spans) -> InputFeatures:
+        """Routing features of incoming inputs (answer tokens are never part of the spans).
+
+        Text-only inputs are not routable unless ``edit_text_only_inputs``; then the sentinel
+        stands in for their missing image tokens.
+        """
+        hidden = hidden.to(self.sentinel.dtype)
+        extractor = self.input_extractor
+        batch = hidden.shape[0]
+        query = extractor.visual_query(hidden, spans.prompt)
+        sentinel = self.sentinel.expand(batch, -1, -1)
+        sentinel_mask = torch.ones(sentinel.shape[:2], dtype=torch.bool, device=hidden.device)
+        phi_sentinel = extractor.visual_feature(query, sentinel, sentinel_mask)
+        phi = extractor.visual_feature(query, hidden, spans.image)
+        has_image = spans.has_image
+        phi = torch.where(has_image[:, None, None], phi, phi_sentinel)
+        routable = has_image if not self.edit_text_only_inputs else torch.ones_like(has_image)
+        psi = extractor.prompt_feature(hidden, spans.prompt)
+        return InputFeatures(phi, psi, phi_sentinel, routable)

@@ -1,0 +1,137 @@
+"""Routing and fusion over the whole expert repository.
+
+This module is the tensor contract of LiveEdit's inference step. The PyTorch code here is the
+reference; `hf_liveedit.kernels` provides a fused Triton implementation with the same contract.
+
+Shapes (``B`` inputs, ``N`` stored experts, ``L`` positions, ``d`` hidden size, ``r`` expert rank,
+``k`` feature queries, ``d_m`` module dimension):
+
+* ``phi_in``, ``psi_in``, ``phi_sentinel``: ``[B, k, d_m]`` input-side features.
+* ``phi_experts``, ``psi_experts``: ``[N, k, d_m]`` routing features stored with each edit.
+* ``routable``: ``[B]`` bool, False for inputs that must never be edited (e.g. text-only).
+* ``weights``: ``[B, N]`` float32, ``w_e`` for kept experts and exactly 0 elsewhere.
+* ``hidden``: ``[B, L, d]`` output of decoder layer ``l_e``; ``up``/``down`` (``U``/``V``):
+  ``[N, r, d]``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["similarity", "compute_routing", "fuse_experts", "route_and_fuse"]
+
+
+def similarity(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Pairwise LiveEdit similarity ``(1/k) sum_j <a_j, b_j> / sqrt(d_m)``.
+
+    Args:
+        a: ``[B, k, d_m]`` features.
+        b: ``[N, k, d_m]`` features.
+
+    Returns:
+        ``[B, N]`` float32 similarities.
+    """
+    k, d_m = a.shape[-2:]
+    scale = 1.0 / (k * math.sqrt(d_m))
+    return (a.flatten(1).float() @ b.flatten(1).float().T) * scale
+
+
+def compute_routing(
+    phi_in: torch.Tensor,
+    psi_in: torch.Tensor,
+    phi_sentinel: torch.Tensor,
+    phi_experts: torch.Tensor,
+    psi_experts: torch.Tensor,
+    routable: torch.Tensor,
+) -> torch.Tensor:
+    """Hard routing against the sentinel, then sigmoid x softmax weights over the kept set.
+
+    Expert ``e`` is kept for input ``b`` iff ``sim(phi_in_b, phi_e) > sim(phi_in_b, phi_sentinel_b)``
+    and the input is routable; its weight is ``sigmoid(s_e) * softmax_{kept}(s)_e`` with
+    ``s_e = sim(psi_in_b, psi_e)``.
+
+    Returns:
+        ``[B, N]`` float32 weights, zero for experts that are not kept.
+    """
+    num_inputs, num_experts = phi_in.shape[0], phi_experts.shape[0]
+    if num_experts == 0:
+        return phi_in.new_zeros((num_inputs, 0), dtype=torch.float32)
+    threshold = (phi_in.float() * phi_sentinel.float()).flatten(1).sum(-1)
+    threshold = threshold / (phi_in.shape[-2] * math.sqrt(phi_in.shape[-1]))
+    kept = (similarity(phi_in, phi_experts) > threshold[:, None]) & routable[:, None]
+    soft = similarity(psi_in, psi_experts)
+    logits = soft.masked_fill(~kept, float("-inf"))
+    # Rows with nothing kept are all -inf: shift by a finite max so they give 0, not NaN.
+    row_max = logits.amax(dim=1, keepdim=True).clamp_min(torch.finfo(torch.float32).min)
+    exp = torch.exp(logits - row_max)
+    softmax = exp / exp.sum(dim=1, keepdim=True).clamp_min(torch.finfo(torch.float32).tiny)
+    return torch.sigmoid(soft) * softmax * kept
+
+
+def fuse_experts(
+    hidden: torch.Tensor,
+    weights: torch.Tensor,
+    up: torch.Tensor,
+    down: torch.Tensor,
+    norm_weight: torch.Tensor,
+    norm_bias: torch.Tensor,
+    norm_eps: float,
+) -> torch.Tensor:
+    """Apply ``h + sum_e w_e ReLU(LN(h) U_e^T) V_e`` at every position.
+
+    Only the experts that some input keeps are gathered (at most the largest kept-set size per
+    input), so the cost follows the kept set, not the repository size. Inputs that keep nothing
+    get ``hidden`` back bit for bit.
+
+    Args:
+        hidden: ``[B, L, d]`` hidden states (any float dtype).
+        weights: ``[B, N]`` routing weights from :func:`compute_routing`.
+        up, down: ``[N, r, d]`` expert matrices ``U`` and ``V``.
+        norm_weight, norm_bias, norm_eps: the expert LayerNorm's parameters.
+
+    Returns:
+        ``[B, L, d]`` fused hidden states in ``hidden``'s dtype.
+    """
+    active = weights > 0
+    num_active = int(active.sum(dim=1).max()) if weights.numel() else 0
+    if num_active == 0:
+        return hidden
+    top_weights, top_index = weights.topk(num_active, dim=1)  # [B, K]
+    compute_dtype = norm_weight.dtype
+    normed = F.layer_norm(
+        hidden.to(compute_dtype), hidden.shape[-1:], norm_weight, norm_bias, norm_eps
+    )
+    up_sel = up[top_index].to(compute_dtype)  # [B, K, r, d]
+    down_sel = down[top_index].to(compute_dtype)
+    activations = torch.relu(torch.einsum("bld,bkrd->blkr", normed, up_sel))
+    activations = activations * top_weights.to(compute_dtype)[:, None, :, None]
+    delta = torch.einsum("blkr,bkrd->bld", activations, down_sel)
+    fused = hidden + delta.to(hidden.dtype)
+    return torch.where(active.any(dim=1)[:, None, None], fused, hidden)
+
+
+def route_and_fuse(
+    hidden: torch.Tensor,
+    phi_in: torch.Tensor,
+    psi_in: torch.Tensor,
+    phi_sentinel: torch.Tensor,
+    routable: torch.Tensor,
+    phi_experts: torch.Tensor,
+    psi_experts: torch.Tensor,
+    up: torch.Tensor,
+    down: torch.Tensor,
+    norm_weight: torch.Tensor,
+    norm_bias: torch.Tensor,
+    norm_eps: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Route one batch of inputs over the repository and fuse the kept experts.
+
+    Returns:
+        ``(fused_hidden [B, L, d], weights [B, N])``; the weights are what decoding steps reuse.
+    """
+    weights = compute_routing(phi_in, psi_in, phi_sentinel, phi_experts, psi_experts, routable)
+    fused = fuse_experts(hidden, weights, up, down, norm_weight, norm_bias, norm_eps)
+    return fused, weights

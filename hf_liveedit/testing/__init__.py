@@ -1,0 +1,1 @@
+"""Tiny offline models for fast unit tests (never for quality claims)."""

@@ -1,0 +1,1 @@
+"""Triton kernels for LiveEdit routing and fusion (installed as `hf_liveedit.kernels`)."""

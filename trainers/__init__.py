@@ -1,0 +1,1 @@
+"""Training of the LiveEdit generator (installed as `hf_liveedit.trainers`)."""
