@@ -28,8 +28,9 @@ def replace_layer_output_hidden(output: Any, hidden: torch.Tensor) -> Any:
 class EditLayerHook:
     """Forward hook on layer ``l_e``.
 
-    Before each forward of the base model, :class:`~hf_liveedit.model.LiveEditModel` tells the
-    hook the batch's :class:`Spans` and whether the call is a prefill or a decoding step. At
+    Before each language-model step, :class:`~hf_liveedit.model.LiveEditModel` tells the hook
+    whether it is a prefill or a decoding step and the batch's :class:`Spans` (from the step's
+    ``input_ids``, or from the wrapper call's when the step only sees embeddings). At
     prefill the hook routes (hard filter + soft weights) and caches the ``[B, N]`` weights; at
     decoding steps it applies the cached weights to the new positions, so each sample keeps the
     experts chosen from its own image and prompt.
@@ -43,7 +44,8 @@ class EditLayerHook:
         self.modules = modules
         self.repository = repository
         self.enabled = True
-        self.spans: Spans | None = None
+        self.step_spans: Spans | None = None
+        self.call_spans: Spans | None = None
         self.decoding = False
         self.cached_weights: torch.Tensor | None = None
         self.capture = False
@@ -63,7 +65,7 @@ class EditLayerHook:
         return replace_layer_output_hidden(output, fused)
 
     def _route(self, hidden: torch.Tensor) -> torch.Tensor:
-        spans = self.spans
+        spans = self.step_spans if self.step_spans is not None else self.call_spans
         if spans is None or spans.image.shape != hidden.shape[:2]:
             raise RuntimeError(
                 "LiveEdit could not match the layer's hidden states to input positions: call the "

@@ -83,7 +83,7 @@ class LiveEditModel(nn.Module):
         self.hook = EditLayerHook(self.liveedit_modules, self.repository)
         self._handles = [
             adapter.decoder_layers()[config.edit_layer].register_forward_hook(self.hook),
-            model.register_forward_pre_hook(self._before_base_forward, with_kwargs=True),
+            adapter.step_module().register_forward_pre_hook(self._before_step, with_kwargs=True),
         ]
 
     # --- attribute forwarding (as PEFT does) -------------------------------------------------------
@@ -102,32 +102,49 @@ class LiveEditModel(nn.Module):
         return self.base_model.config
 
     # --- forward / generate -----------------------------------------------------------------------
-    def _before_base_forward(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
-        """Tell the hook where the image / prompt / answer tokens are, or that this is decoding."""
-        cache = kwargs.get("past_key_values")
+    def _before_step(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
+        """Before each language-model step: is it decoding, and where are the spans?"""
+        # transformers 5.x names the KV cache `cache`; older releases `past_key_values`.
+        cache = kwargs.get("cache", kwargs.get("past_key_values"))
         self.hook.decoding = cache is not None and cache.get_seq_length() > 0
         input_ids = kwargs.get("input_ids", args[0] if args else None)
-        if self.hook.decoding or input_ids is None:
-            self.hook.spans = None
-            return
-        self.hook.spans = self.adapter.spans(
-            input_ids, kwargs.get("attention_mask"), kwargs.get("labels")
-        )
+        self.hook.step_spans = None
+        if not self.hook.decoding and input_ids is not None:
+            spans = self.adapter.spans(
+                input_ids, kwargs.get("attention_mask"), kwargs.get("labels")
+            )
+            self.hook.step_spans = spans
 
-    def forward(self, *args: Any, **kwargs: Any) -> Any:
+    @contextlib.contextmanager
+    def _call_spans(self, kwargs: dict) -> Iterator[None]:
+        """Spans of a wrapper call, for steps that only see embeddings (e.g. BLIP-2's LM)."""
+        input_ids = kwargs.get("input_ids")
+        if input_ids is not None:
+            labels = kwargs.get("labels")
+            self.hook.call_spans = self.adapter.spans(
+                input_ids, kwargs.get("attention_mask"), labels
+            )
+        try:
+            yield
+        finally:
+            self.hook.call_spans = None
+
+    def forward(self, **kwargs: Any) -> Any:
         """The base model's forward with the edits applied at layer ``l_e``.
 
         Positions with ``labels != -100`` are answer tokens and take no part in routing.
         """
-        return self.base_model(*args, **kwargs)
+        with self._call_spans(kwargs):
+            return self.base_model(**kwargs)
 
-    def generate(self, *args: Any, **kwargs: Any) -> Any:
+    def generate(self, **kwargs: Any) -> Any:
         """The base model's ``generate`` with the edits applied.
 
         Routing is decided at prefill from each sample's image and prompt and reused for every
         decoding step.
         """
-        return self.base_model.generate(*args, **kwargs)
+        with self._call_spans(kwargs):
+            return self.base_model.generate(**kwargs)
 
     @contextlib.contextmanager
     def disable_adapter(self) -> Iterator[None]:
@@ -265,7 +282,7 @@ class LiveEditModel(nn.Module):
         return hidden
 
     def remove_edit(self, edit_id: str) -> EditRecord:
-        """Delete one stored edit; ``KeyError`` if the id is unknown."""
+        """Delete one stored edit; ``UnknownEditError`` (a KeyError and ValueError) if the id is unknown."""
         return self.repository.remove(edit_id)
 
     def clear_edits(self) -> None:
@@ -429,7 +446,12 @@ def resolve_directory(
         return path
     from huggingface_hub import snapshot_download
 
-    return Path(snapshot_download(str(model_id), revision=revision, token=token))
+    try:
+        return Path(snapshot_download(str(model_id), revision=revision, token=token))
+    except Exception as error:  # offline, unknown repo, no access: say which id failed
+        raise OSError(
+            f"{model_id!r} is neither a local folder nor a Hub repo that could be downloaded: {error}"
+        ) from error
 
 
 def get_liveedit_model(

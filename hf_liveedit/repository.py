@@ -15,6 +15,13 @@ from .modules import ExpertBatch
 TENSOR_NAMES = ("up", "down", "phi", "psi")
 
 
+class UnknownEditError(KeyError, ValueError):
+    """No stored edit has the given id (a ``KeyError`` and a ``ValueError``)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
 @dataclass(frozen=True)
 class EditRecord:
     """Metadata of one stored edit.
@@ -105,11 +112,13 @@ class ExpertRepository:
     psi = property(lambda self: self.tensor("psi"), doc="``psi_e``, ``[N, k, d_m]``.")
 
     def index_of(self, edit_id: str) -> int:
-        """Position of an edit; ``KeyError`` naming the id if it is not stored."""
+        """Position of an edit; :class:`UnknownEditError` naming the id if it is not stored."""
         for position, record in enumerate(self._records):
             if record.id == edit_id:
                 return position
-        raise KeyError(f"No edit with id {edit_id!r} in the repository ({len(self)} edits stored)")
+        raise UnknownEditError(
+            f"No edit with id {edit_id!r} in the repository ({len(self)} edits stored)"
+        )
 
     def add(self, experts: ExpertBatch, records: Sequence[EditRecord]) -> None:
         """Append a batch of experts with their metadata (validated before anything changes)."""

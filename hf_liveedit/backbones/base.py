@@ -44,6 +44,10 @@ class BackboneAdapter(ABC):
     def decoder_layers(self) -> nn.ModuleList:
         """The language model's decoder layers."""
 
+    def step_module(self) -> nn.Module:
+        """The module called once per prefill / decoding step (its kwargs carry the KV cache)."""
+        return self.model
+
     @property
     def text_config(self) -> Any:
         """The language model's config."""

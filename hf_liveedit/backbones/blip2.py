@@ -20,6 +20,10 @@ class Blip2Adapter(BackboneAdapter):
             )
         return language_model.model.decoder.layers
 
+    def step_module(self) -> nn.Module:
+        # BLIP-2's generate() calls its language model's generate() with embeddings.
+        return self.model.language_model
+
     @property
     def num_image_tokens(self) -> int:
         return self.model.config.num_query_tokens
