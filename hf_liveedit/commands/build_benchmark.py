@@ -1,0 +1,59 @@
+"""``hf-liveedit build-benchmark``: build the packaged editing benchmark."""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "Build the real-data editing benchmark (MMEdit format) from Debian and PyPI packages."
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add this command's flags.
+
+    Args:
+        parser: The sub-command's parser.
+    """
+    parser.add_argument("--out", default=None,
+                        help="output folder (default: $HF_LIVEEDIT_CACHE/benchmark or "
+                             "~/.cache/hf_liveedit/benchmark)")
+    parser.add_argument("--seed", type=int, default=0, help="seed for splits and edit targets")
+    parser.add_argument("--test-fraction", type=float, default=0.55,
+                        help="share of each entity kind's entities in the test split")
+    preds = parser.add_mutually_exclusive_group()
+    preds.add_argument("--skip-preds", action="store_true",
+                       help="do not run the default backbone; leave `pred` empty")
+    preds.add_argument("--fill-preds", action="store_true",
+                       help="only fill empty `pred` fields of an existing build")
+    parser.add_argument("--batch-size", type=int, default=16, help="prompts per generate call")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Build (or fill the preds of) the benchmark.
+
+    Args:
+        args: Parsed flags.
+
+    Returns:
+        0 on success, 1 when `--fill-preds` finds no backbone or no build.
+    """
+    from pathlib import Path
+
+    from hf_liveedit.data.benchmark import build_benchmark, default_benchmark_dir
+    from hf_liveedit.data.benchmark.preds import fill_predictions
+
+    if args.fill_preds:
+        out = Path(args.out) if args.out else default_benchmark_dir()
+        if not (out / "test.json").is_file():
+            print(f"no benchmark in {out}: build it first (without --fill-preds)")
+            return 1
+        if not fill_predictions(out, progress=not args.quiet, batch_size=args.batch_size):
+            print("the default backbone (hf_liveedit.embedded.load_default_backbone) is not "
+                  "available; `pred` stays empty")
+            return 1
+        print(f"filled pred in {out}")
+        return 0
+    report = build_benchmark(args.out, seed=args.seed, test_fraction=args.test_fraction,
+                             fill_preds=not args.skip_preds, progress=not args.quiet)
+    print(report.summary())
+    return 0
