@@ -341,7 +341,7 @@ class LiveEditModel(nn.Module):
                 "format_version": FORMAT_VERSION,
                 "base_model_fingerprint": self.fingerprint(),
                 "generator_sha256": self.generator_sha256(),
-                "expert_dtype": self.liveedit_config.expert_dtype,
+                "expert_dtype": str(self.repository.dtype).removeprefix("torch."),
                 "edits": [record.to_dict() for record in self.edits],
             },
         )

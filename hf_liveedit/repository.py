@@ -146,9 +146,14 @@ class ExpertRepository:
         self._records.clear()
         self._storage = {name: value[:0].clone() for name, value in self._storage.items()}
 
-    def to(self, device: torch.device | str) -> ExpertRepository:
-        """Move the storage to ``device`` (in place); returns ``self``."""
-        self._storage = {name: value.to(device) for name, value in self._storage.items()}
+    def to(
+        self, device: torch.device | str | None = None, dtype: torch.dtype | None = None
+    ) -> ExpertRepository:
+        """Move and/or cast the storage (in place); returns ``self``."""
+        self.dtype = dtype or self.dtype
+        self._storage = {
+            name: value.to(device=device, dtype=self.dtype) for name, value in self._storage.items()
+        }
         return self
 
     def state_dict(self) -> dict[str, torch.Tensor]:
