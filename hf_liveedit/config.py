@@ -67,6 +67,13 @@ class LiveEditConfig:
         default="float32",
         metadata={"help": "Dtype of the trainable LiveEdit modules (generator, extractors)."},
     )
+    backend: str = field(
+        default="auto",
+        metadata={
+            "help": "Routing/fusion implementation: 'auto' (Triton kernels for CUDA tensors, the "
+            "PyTorch reference otherwise; env HF_LIVEEDIT_BACKEND overrides), 'torch' or 'triton'."
+        },
+    )
     base_model_name_or_path: str | None = field(
         default=None, metadata={"help": "Name or path of the base VLLM (filled in automatically)."}
     )
@@ -79,6 +86,8 @@ class LiveEditConfig:
             raise ValueError(
                 f"module_dim ({self.module_dim}) must be divisible by num_heads ({self.num_heads})"
             )
+        if self.backend not in ("auto", "torch", "triton"):
+            raise ValueError(f"backend must be 'auto', 'torch' or 'triton', got {self.backend!r}")
         for name in ("expert_dtype", "module_dtype"):
             if getattr(self, name) not in _DTYPES:
                 raise ValueError(

@@ -7,9 +7,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from .kernels import Backend, fuse_experts, route_and_fuse
 from .modules import LiveEditModules, Spans
 from .repository import ExpertRepository
-from .routing import fuse_experts, route_and_fuse
 
 
 class StopForward(Exception):
@@ -38,11 +38,15 @@ class EditLayerHook:
     Args:
         modules: the trainable LiveEdit modules (input extractor, sentinel, expert LayerNorm).
         repository: the stored experts.
+        backend: routing/fusion implementation (see :mod:`hf_liveedit.kernels`).
     """
 
-    def __init__(self, modules: LiveEditModules, repository: ExpertRepository):
+    def __init__(
+        self, modules: LiveEditModules, repository: ExpertRepository, backend: Backend = "auto"
+    ):
         self.modules = modules
         self.repository = repository
+        self.backend = backend
         self.enabled = True
         self.step_spans: Spans | None = None
         self.call_spans: Spans | None = None
@@ -86,6 +90,7 @@ class EditLayerHook:
             norm.weight,
             norm.bias,
             norm.eps,
+            backend=self.backend,
         )
         self.cached_weights = weights
         return fused
@@ -106,4 +111,5 @@ class EditLayerHook:
             norm.weight,
             norm.bias,
             norm.eps,
+            backend=self.backend,
         )

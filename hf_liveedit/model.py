@@ -80,7 +80,7 @@ class LiveEditModel(nn.Module):
             dtype=config.torch_expert_dtype,
             device=device,
         )
-        self.hook = EditLayerHook(self.liveedit_modules, self.repository)
+        self.hook = EditLayerHook(self.liveedit_modules, self.repository, config.backend)
         self._handles = [
             adapter.decoder_layers()[config.edit_layer].register_forward_hook(self.hook),
             adapter.step_module().register_forward_pre_hook(self._before_step, with_kwargs=True),
