@@ -21,7 +21,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-__all__ = ["similarity", "compute_routing", "fuse_experts", "route_and_fuse"]
+__all__ = ["similarity", "compute_routing", "soft_weights", "fuse_experts", "route_and_fuse"]
 
 
 def similarity(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -62,13 +62,27 @@ def compute_routing(
     threshold = (phi_in.float() * phi_sentinel.float()).flatten(1).sum(-1)
     threshold = threshold / (phi_in.shape[-2] * math.sqrt(phi_in.shape[-1]))
     kept = (similarity(phi_in, phi_experts) > threshold[:, None]) & routable[:, None]
-    soft = similarity(psi_in, psi_experts)
-    logits = soft.masked_fill(~kept, float("-inf"))
+    return soft_weights(similarity(psi_in, psi_experts), kept)
+
+
+def soft_weights(scores: torch.Tensor, kept: torch.Tensor) -> torch.Tensor:
+    """Soft routing over a given kept set: ``sigmoid(s_e) * softmax_{kept}(s)_e``, 0 elsewhere.
+
+    Differentiable in ``scores``; training uses it to weight the batch experts a sample mixes in.
+
+    Args:
+        scores: ``[B, N]`` float32 soft-routing similarities ``s_e = sim(psi_in, psi_e)``.
+        kept: ``[B, N]`` bool, the experts each input keeps.
+
+    Returns:
+        ``[B, N]`` float32 weights; rows that keep nothing are all 0.
+    """
+    logits = scores.masked_fill(~kept, float("-inf"))
     # Rows with nothing kept are all -inf: shift by a finite max so they give 0, not NaN.
     row_max = logits.amax(dim=1, keepdim=True).clamp_min(torch.finfo(torch.float32).min)
     exp = torch.exp(logits - row_max)
     softmax = exp / exp.sum(dim=1, keepdim=True).clamp_min(torch.finfo(torch.float32).tiny)
-    return torch.sigmoid(soft) * softmax * kept
+    return torch.sigmoid(scores) * softmax * kept
 
 
 def fuse_experts(
