@@ -1,0 +1,210 @@
+"""LiveEditTrainer, its collator and training forward, on a tiny offline LLaVA."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from conftest import make_liveedit, rig_routing
+from hf_liveedit.trainers import (
+    LOSS_CURVE_NAME,
+    LOSS_TERMS,
+    LiveEditDataCollator,
+    LiveEditTrainer,
+    LiveEditTrainingArguments,
+    LiveEditTrainingModel,
+    RowKind,
+)
+from hf_liveedit.trainers.losses import answer_nll
+from transformers import TrainerCallback
+
+from hf_liveedit import LiveEditModel
+from hf_liveedit.data.prompts import format_prompt
+from hf_liveedit.testing.tiny_models import tiny_image, tiny_llava
+
+TARGETS = ["Lyon", "Paris", "Rome", "Oslo"]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models run fastest on one thread (and far faster when other jobs share the cores)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def make_records(count: int = 4) -> list[dict]:
+    """MMEdit-format records with tiny images (edit, rephrase, other image, two locality rows)."""
+    return [
+        {
+            "src": f"Which city is shown in picture {i}?",
+            "rephrase": f"Name the city of picture {i}.",
+            "alt": TARGETS[i % len(TARGETS)],
+            "image": tiny_image(i),
+            "image_rephrase": tiny_image(50 + i),
+            "loc": "nq question: who wrote hamlet",
+            "loc_ans": "Shakespeare",
+            "m_loc": tiny_image(100 + i),
+            "m_loc_q": "What colour is it?",
+            "m_loc_a": "red",
+        }
+        for i in range(count)
+    ]
+
+
+def training_args(tmp_path, **overrides) -> LiveEditTrainingArguments:
+    values = dict(
+        output_dir=str(tmp_path / "run"),
+        per_device_train_batch_size=4,
+        learning_rate=3e-3,
+        max_steps=12,
+        logging_steps=1,
+        save_steps=6,
+        report_to=[],
+        disable_tqdm=True,
+        dataloader_pin_memory=False,
+        seed=0,
+    )
+    return LiveEditTrainingArguments(**{**values, **overrides})
+
+
+def test_collator_builds_edit_generality_and_locality_rows():
+    liveedit = make_liveedit()
+    records = make_records(3)
+    del records[2]["m_loc"]  # a record without image locality still trains
+    torch.manual_seed(0)
+    batch = LiveEditDataCollator(liveedit)(records)
+
+    kinds, owners = batch["row_kind"].tolist(), batch["row_record"].tolist()
+    assert kinds == [0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3]
+    assert owners == [0, 1, 2, 0, 1, 2, 0, 1, 2, 0, 1]
+    mask = batch["expert_mask"]
+    generality = batch["row_kind"] <= RowKind.GEN_IMAGE
+    own = mask[torch.arange(len(kinds)), batch["row_record"]]
+    assert own[generality].all() and not own[~generality].any()  # locality: other experts only
+    assert len(batch["frozen"]["input_ids"]) == 2 and "pixel_values" in batch["frozen"]
+    assert "pixel_values" not in batch["text"] and len(batch["text"]["input_ids"]) == 3
+    assert batch["text_expert_mask"][torch.arange(3), torch.arange(3)].sum() == 0
+    for end in (batch["pair_input"], batch["pair_edit"]):
+        assert batch["row_kind"][end].le(RowKind.GEN_IMAGE).all()
+        assert batch["row_record"][end].tolist() == [0, 1, 2]
+    assert (batch["negative_record"] != torch.arange(3)).all()
+
+    tokenizer = liveedit.processor.tokenizer
+    edited = batch["edited"]
+    first = tokenizer.decode(edited["input_ids"][0][edited["attention_mask"][0].bool()])
+    assert format_prompt(records[0]["src"]) in first  # the data loader's prompt format
+    answer = edited["labels"][3][edited["labels"][3] != -100]
+    assert tokenizer.decode(answer).strip() == records[0]["alt"]
+
+
+def test_training_forward_matches_inference_with_the_edit_stored():
+    """l_rel of a one-record batch = the teacher-forced NLL of the edited model at inference."""
+    liveedit = make_liveedit(expert_scale=5.0)
+    rig_routing(liveedit, keep=True)  # at inference the edit's own input keeps its expert
+    record = make_records(1)[0]
+    batch = LiveEditDataCollator(liveedit)([record])
+    with torch.no_grad():
+        terms = LiveEditTrainingModel(liveedit)(**batch)
+    assert set(terms) == set(LOSS_TERMS)
+    # A one-record batch has no other expert for its locality row: only padding noise remains.
+    assert abs(terms["loc_image"]) < 1e-6
+
+    prompt = format_prompt(record["src"])
+    liveedit.add_edit(record["image"], prompt, record["alt"])
+    inputs = liveedit.build_inputs(record["image"], prompt, record["alt"])
+    with torch.no_grad():
+        logits = liveedit(**inputs).logits
+    labels = inputs["labels"]
+    width = int((labels != -100).sum())
+    expected = answer_nll(
+        logits[:, -width - 1 : -1], labels[:, -width:], labels[:, -width:] != -100
+    )
+    torch.testing.assert_close(terms["rel"], expected[0])
+    with liveedit.disable_adapter(), torch.no_grad():
+        unedited = liveedit(**inputs).logits
+    assert not torch.allclose(unedited, logits)
+
+
+def test_text_only_locality_is_never_edited_unless_configured():
+    records = make_records(2)
+    for text_only, expect_zero in ((False, True), (True, False)):
+        liveedit = make_liveedit(edit_text_only_inputs=text_only, expert_scale=5.0)
+        torch.manual_seed(1)
+        batch = LiveEditDataCollator(liveedit)(records)
+        batch["text_expert_mask"][:] = True  # offer every expert to the text rows
+        with torch.no_grad():
+            terms = LiveEditTrainingModel(liveedit)(**batch)
+        assert (terms["loc_text"] == 0) == expect_zero
+
+
+def test_short_run_lowers_the_loss_and_trains_only_liveedit(tmp_path):
+    liveedit = make_liveedit()
+    base_before = {k: v.clone() for k, v in liveedit.base_model.state_dict().items()}
+    modules_before = {k: v.clone() for k, v in liveedit.liveedit_modules.state_dict().items()}
+    trainer = LiveEditTrainer(liveedit, args=training_args(tmp_path), train_dataset=make_records())
+    trainer.train()
+
+    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+    assert len(losses) == 12
+    assert sum(losses[-3:]) < sum(losses[:3])
+    logged = trainer.state.log_history[0]
+    assert all(f"loss_{term}" in logged for term in LOSS_TERMS)
+    for key, value in liveedit.base_model.state_dict().items():
+        assert torch.equal(value.cpu(), base_before[key]), key
+    changed = [
+        key
+        for key, value in liveedit.liveedit_modules.state_dict().items()
+        if not torch.equal(value.cpu(), modules_before[key])
+    ]
+    assert len(changed) == len(modules_before)
+
+    # Checkpoints are adapter folders with a loss curve; they load with from_pretrained.
+    checkpoint = tmp_path / "run" / "checkpoint-12"
+    assert (checkpoint / LOSS_CURVE_NAME).stat().st_size > 0
+    base, processor = tiny_llava()
+    loaded = LiveEditModel.from_pretrained(base, checkpoint, processor=processor)
+    record = make_records(1)[0]
+    for model in (liveedit, loaded):
+        model.to("cpu").add_edit(record["image"], record["src"], record["alt"])
+    inputs = loaded.build_inputs([record["image"], tiny_image(7)], [record["src"], "What is it?"])
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(**inputs).logits, liveedit(**inputs).logits)
+
+
+def test_resume_continues_the_step_count(tmp_path):
+    liveedit = make_liveedit()
+    LiveEditTrainer(
+        liveedit, args=training_args(tmp_path, max_steps=6), train_dataset=make_records()
+    ).train()
+    checkpoint = tmp_path / "run" / "checkpoint-6"
+    assert json.loads((checkpoint / "trainer_state.json").read_text())["global_step"] == 6
+
+    class AtStart(TrainerCallback):
+        def on_train_begin(self, args, state, control, model=None, **kwargs):
+            self.weights = {
+                k: v.clone() for k, v in model.liveedit.liveedit_modules.state_dict().items()
+            }
+
+    start = AtStart()
+    fresh = make_liveedit()  # freshly initialised: the weights must come from the checkpoint
+    trainer = LiveEditTrainer(
+        fresh,
+        args=training_args(tmp_path, max_steps=9),
+        train_dataset=make_records(),
+        callbacks=[start],
+    )
+    trainer.train(resume_from_checkpoint=str(checkpoint))
+    saved = LiveEditModel.from_pretrained(tiny_llava()[0], checkpoint).liveedit_modules.state_dict()
+    assert all(torch.equal(start.weights[k].cpu(), v) for k, v in saved.items())
+    steps = [entry["step"] for entry in trainer.state.log_history if "loss" in entry]
+    assert steps[-3:] == [7, 8, 9] and trainer.state.global_step == 9
+
+
+def test_checkpoint_of_another_backbone_is_refused(tmp_path):
+    make_liveedit().save_pretrained(tmp_path / "adapter")
+    trainer = LiveEditTrainer(make_liveedit("qwen2_vl"), args=training_args(tmp_path))
+    with pytest.raises(ValueError, match="different base model"):
+        trainer.load_generator(tmp_path / "adapter")
