@@ -89,3 +89,78 @@ def test_tiny_benchmark_loads_with_lazy_images(tmp_path):
         dataset[0]
     with pytest.raises(FileNotFoundError, match="build-benchmark"):
         load_benchmark(tmp_path, "train")
+
+
+class _FakeProcessor:
+    """Duck-typed processor: records prompts, 'decodes' every generation as "Paris."."""
+
+    def __init__(self):
+        self.tokenizer = type("Tok", (), {"padding_side": "right"})()
+        self.prompts: list[str] = []
+
+    def apply_chat_template(self, messages, add_generation_prompt, tokenize):
+        content = messages[0]["content"]
+        return "<image>" * (content[0]["type"] == "image") + content[-1]["text"]
+
+    def __call__(self, text, return_tensors, padding, images=None):
+        import torch
+
+        self.prompts += text
+        assert images is None or len(images) == len(text)
+        return {"input_ids": torch.zeros(len(text), 3, dtype=torch.long)}
+
+    def batch_decode(self, tokens, skip_special_tokens):
+        return ["Paris.\nmore"] * len(tokens)
+
+
+class _FakeModel:
+    def eval(self):
+        return self
+
+    def generate(self, input_ids, do_sample, max_new_tokens):
+        import torch
+
+        assert do_sample is False
+        return torch.cat([input_ids, torch.ones(input_ids.shape[0], 2, dtype=torch.long)], 1)
+
+
+def test_fill_predictions_with_a_backbone(tmp_path, monkeypatch):
+    from hf_liveedit.data.benchmark import preds
+
+    records = _fake_benchmark(tmp_path)
+    (tmp_path / "train.json").write_text("[]", encoding="utf-8")
+    processor = _FakeProcessor()
+    monkeypatch.setattr(preds, "load_backbone", lambda: (_FakeModel(), processor))
+    assert preds.fill_predictions(tmp_path, progress=False)
+    filled = json.loads((tmp_path / "test.json").read_text(encoding="utf-8"))
+    assert filled[0]["pred"] == "Paris"
+    assert processor.prompts[0] == "<image>" + format_prompt(records[0]["src"])
+    assert processor.tokenizer.padding_side == "left"
+    scores = json.loads((tmp_path / "base_accuracy.json").read_text(encoding="utf-8"))
+    assert scores["pred_vs_answer"]["all"] == {"n": 1, "exact": 1.0, "contains": 1.0}
+    assert scores["loc"]["exact"] == 0.0 and scores["m_loc"]["n"] == 1
+    assert "nq question: what is the atomic number of neon" in "".join(processor.prompts)
+
+
+def test_fill_predictions_without_backbone(tmp_path, monkeypatch):
+    from hf_liveedit.data.benchmark import preds
+
+    _fake_benchmark(tmp_path)
+    (tmp_path / "train.json").write_text("[]", encoding="utf-8")
+    monkeypatch.setattr(preds, "load_backbone", lambda: None)
+    assert not preds.fill_predictions(tmp_path, progress=False)
+
+
+def test_data_card_and_picture_sheet(tmp_path):
+    from hf_liveedit.data.benchmark.build import count_records, read_split_files
+    from hf_liveedit.data.benchmark.card import write_card
+
+    _fake_benchmark(tmp_path)
+    (tmp_path / "train.json").write_text("[]", encoding="utf-8")
+    records = read_split_files(tmp_path)
+    info = {"seed": 0, "test_fraction": 0.5, "seconds": 1.0, "n_images": 3, "preds_missing": 1,
+            "counts": count_records(records), "packages": {"kgeography-data": "1"}}
+    card = write_card(tmp_path, info, {}).read_text(encoding="utf-8")
+    assert "| country/capital | 0 | 1 |" in card and "kgeography-data | 1 |" in card
+    with Image.open(tmp_path / "sheet.png") as sheet:
+        assert sheet.width > 600 and sheet.height > 200

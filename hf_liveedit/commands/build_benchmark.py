@@ -40,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from hf_liveedit.data.benchmark import build_benchmark, default_benchmark_dir
+    from hf_liveedit.data.benchmark.build import refresh_after_preds
     from hf_liveedit.data.benchmark.preds import fill_predictions
 
     if args.fill_preds:
@@ -51,9 +52,11 @@ def run(args: argparse.Namespace) -> int:
             print("the default backbone (hf_liveedit.embedded.load_default_backbone) is not "
                   "available; `pred` stays empty")
             return 1
-        print(f"filled pred in {out}")
+        missing = refresh_after_preds(out)
+        print(f"filled pred in {out} ({missing} records still without pred)")
         return 0
     report = build_benchmark(args.out, seed=args.seed, test_fraction=args.test_fraction,
-                             fill_preds=not args.skip_preds, progress=not args.quiet)
+                             fill_preds=not args.skip_preds, batch_size=args.batch_size,
+                             progress=not args.quiet)
     print(report.summary())
     return 0

@@ -13,6 +13,7 @@ from hf_liveedit.data.benchmark.entities import Roots, build_entities
 from hf_liveedit.data.benchmark.gcompris import animal_photos, read_bundles
 from hf_liveedit.data.benchmark.paths import default_benchmark_dir
 from hf_liveedit.data.benchmark.records import make_records
+from hf_liveedit.data.benchmark.sources import ImageRef
 
 # role -> Debian package
 DEBIAN_PACKAGES: dict[str, str] = {
@@ -93,6 +94,30 @@ def fetch_sources(progress: bool = True) -> tuple[Roots, dict[str, Path], dict[s
     return roots, debian, versions
 
 
+def write_images(out: Path, images: list[ImageRef], progress: bool = True) -> None:
+    """Save every referenced image under ``out/images`` and delete stale ones.
+
+    An image already on disk is kept: its path names its source and entity, so its content
+    cannot differ between builds of the same package versions.
+
+    Args:
+        out: The benchmark folder.
+        images: Images the records reference.
+        progress: Show a progress bar.
+    """
+    from tqdm.auto import tqdm
+
+    wanted = {ref.relative_path for ref in images}
+    for path in sorted((out / "images").rglob("*.png")) if (out / "images").is_dir() else []:
+        if path.relative_to(out).as_posix() not in wanted:
+            path.unlink()
+    for ref in tqdm(images, desc="images", disable=not progress):
+        path = out / ref.relative_path
+        if not path.is_file():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            ref.load().save(path)
+
+
 def write_split_files(out: Path, records: list[dict[str, str]]) -> None:
     """Write ``train.json`` and ``test.json`` (MMEdit format plus the benchmark's extra keys).
 
@@ -152,6 +177,7 @@ def build_benchmark(
     seed: int = 0,
     test_fraction: float = 0.55,
     fill_preds: bool = True,
+    batch_size: int = 16,
     progress: bool = True,
 ) -> BuildReport:
     """Build the benchmark from registry packages into ``out``.
@@ -161,14 +187,12 @@ def build_benchmark(
         seed: Seed for splits, question choice, counterfactual targets and locality pairing.
         test_fraction: Share of each entity kind's entities in the test split.
         fill_preds: Run the default backbone to fill ``pred`` when it is available.
+        batch_size: Prompts per ``generate`` call when filling ``pred``.
         progress: Show progress bars.
 
     Returns:
         A :class:`BuildReport`.
     """
-    from tqdm.auto import tqdm
-
-    from hf_liveedit.data.benchmark.card import write_card
     from hf_liveedit.data.benchmark.preds import fill_predictions
 
     start = time.perf_counter()
@@ -183,16 +207,11 @@ def build_benchmark(
     image_loc = locality.tuxpaint_questions(debian["tuxpaint"]) + locality.animal_questions(animals)
     records, images = make_records(entities, text_loc, image_loc, seed=seed,
                                    test_fraction=test_fraction, extra_pools=pools)
-    for ref in tqdm(images, desc="images", disable=not progress):
-        path = out / ref.relative_path
-        if not path.is_file():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            ref.load().save(path)
+    write_images(out, images, progress)
     write_split_files(out, records)
     report = BuildReport(out=out, counts=count_records(records), n_images=len(images))
     if fill_preds:
-        fill_predictions(out, progress=progress)
-    report.preds_missing = sum(1 for r in read_split_files(out) if not r["pred"])
+        fill_predictions(out, progress=progress, batch_size=batch_size)
     report.seconds = time.perf_counter() - start
     info = {
         "seed": seed,
@@ -200,11 +219,43 @@ def build_benchmark(
         "seconds": round(report.seconds, 1),
         "counts": report.counts,
         "n_images": report.n_images,
-        "preds_missing": report.preds_missing,
         "packages": versions,
         "text_locality_pool": len(text_loc),
         "image_locality_pool": len(image_loc),
     }
+    report.preds_missing = finish(out, info, debian)
+    return report
+
+
+def finish(out: Path, info: dict, debian: dict[str, Path]) -> int:
+    """Write ``build_info.json`` and the data card, counting records whose ``pred`` is empty.
+
+    Args:
+        out: The benchmark folder.
+        info: Build information (``preds_missing`` is filled in here).
+        debian: Debian package roots by role.
+
+    Returns:
+        The number of records without ``pred``.
+    """
+    from hf_liveedit.data.benchmark.card import write_card
+
+    info["preds_missing"] = sum(1 for r in read_split_files(out) if not r["pred"])
     (out / "build_info.json").write_text(json.dumps(info, indent=1) + "\n", encoding="utf-8")
     write_card(out, info, debian)
-    return report
+    return info["preds_missing"]
+
+
+def refresh_after_preds(out: Path) -> int:
+    """Update ``build_info.json`` and the card of an existing build after ``pred`` was filled.
+
+    Args:
+        out: The benchmark folder.
+
+    Returns:
+        The number of records still without ``pred``.
+    """
+    info = json.loads((out / "build_info.json").read_text(encoding="utf-8"))
+    debian = {role: packages.debian_root(pkg, allow_download=False)
+              for role, pkg in DEBIAN_PACKAGES.items()}
+    return finish(out, info, debian)

@@ -77,13 +77,16 @@ def write_card(out: Path, info: dict, debian_roots: dict[str, Path]) -> Path:
     sheet_records = pick_sheet_records(records)
     write_sheet(out, sheet_records, out / "sheet.png")
     roots_by_package = {DEBIAN_PACKAGES[role]: root for role, root in debian_roots.items()}
+    scores_path = out / "base_accuracy.json"
+    scores = json.loads(scores_path.read_text(encoding="utf-8")) if scores_path.is_file() else None
     card = out / "README.md"
-    card.write_text(render_card(records, info, roots_by_package, sheet_records), encoding="utf-8")
+    card.write_text(render_card(records, info, roots_by_package, sheet_records, scores),
+                    encoding="utf-8")
     return card
 
 
 def render_card(records: list[dict], info: dict, roots_by_package: dict[str, Path],
-                sheet_records: list[dict]) -> str:
+                sheet_records: list[dict], scores: dict | None = None) -> str:
     """The data card's Markdown.
 
     Args:
@@ -91,6 +94,7 @@ def render_card(records: list[dict], info: dict, roots_by_package: dict[str, Pat
         info: Build information (seed, counts, packages, timing).
         roots_by_package: Debian package roots, to read their copyright files.
         sheet_records: The records drawn on the picture sheet.
+        scores: The backbone's base accuracy (``base_accuracy.json``), if measured.
 
     Returns:
         Markdown text.
@@ -137,6 +141,7 @@ def render_card(records: list[dict], info: dict, roots_by_package: dict[str, Pat
         *[f"| {rel} | {per['train']} | {per['test']} |" for rel, per in sorted(counts.items())],
         f"| **total** | {total['train']} | {total['test']} |",
         "",
+        *_score_lines(scores),
         "## Image sources",
         "",
         "| role | source | records |",
@@ -167,6 +172,27 @@ def render_card(records: list[dict], info: dict, roots_by_package: dict[str, Pat
     return "\n".join(lines) + "\n"
 
 
+def _score_lines(scores: dict | None) -> list[str]:
+    if not scores:
+        return []
+    lines = [
+        "## Base accuracy of the default backbone (test split)",
+        "",
+        "How often the unedited backbone's greedy answer (`pred`) is the true fact, and how it "
+        "answers the locality questions; `exact` = equal after normalisation, `contains` = the "
+        "true answer appears in the generation.",
+        "",
+        "| questions | n | exact | contains |",
+        "|---|---|---|---|",
+    ]
+    rows = [(f"`pred` vs `answer`: {rel}", r) for rel, r in scores["pred_vs_answer"].items()]
+    rows += [("text locality (`loc`)", scores["loc"]), ("image locality (`m_loc`)",
+                                                         scores["m_loc"])]
+    lines += [f"| {name} | {r['n']} | {100 * r['exact']:.1f}% | {100 * r['contains']:.1f}% |"
+              for name, r in rows]
+    return lines + [""]
+
+
 def _source_rows(records: list[dict]) -> list[str]:
     rows = []
     for role, key in (("edit", "image_source"), ("rephrase", "image_rephrase_source")):
@@ -184,25 +210,24 @@ def _example(record: dict) -> str:
     return "```json\n" + json.dumps(shown, ensure_ascii=False, indent=1) + "\n```\n"
 
 
-def pick_sheet_records(records: list[dict], per_kind: int = 2) -> list[dict]:
-    """A few test records, spread over entity kinds and relations (deterministic).
+def pick_sheet_records(records: list[dict]) -> list[dict]:
+    """A few test records spread over entity kinds and relations (deterministic).
 
     Args:
         records: All records.
-        per_kind: How many per entity kind.
 
     Returns:
-        The chosen records.
+        Three country records, two region records and one landmark record where available,
+        each of a different relation.
     """
-    chosen, seen_relations = [], set()
-    for kind in ("country", "region", "landmark"):
+    chosen = []
+    for kind, wanted in (("country", 3), ("region", 2), ("landmark", 1)):
         pool = [r for r in records if r["split"] == "test" and r["relation"].startswith(kind)]
-        for record in pool[:: max(len(pool) // 7, 1)]:
-            if sum(r["relation"].startswith(kind) for r in chosen) >= per_kind:
-                break
-            if record["relation"] not in seen_relations:
+        relations: set[str] = set()
+        for record in pool[:: max(len(pool) // 11, 1)]:
+            if len(relations) < wanted and record["relation"] not in relations:
                 chosen.append(record)
-                seen_relations.add(record["relation"])
+                relations.add(record["relation"])
     return chosen
 
 

@@ -24,7 +24,8 @@ class Landmark:
 
 
 # Landmarks GCompris shows in two distinct photos (the Colosseum, the Brandenburg Gate and
-# Neuschwanstein appear twice too, but as the same photo), with the country GCompris's explore_monuments
+# Neuschwanstein appear twice too, but as the same photo; its second "Victoria Memorial" is the
+# London one, not Kolkata's), with the country GCompris's explore_monuments
 # boards file them under (the "wonders" board names the country in each description).
 def _landmark(name: str, country: str, edit: str, other: str) -> Landmark:
     folder = (
@@ -42,8 +43,6 @@ LANDMARKS: tuple[Landmark, ...] = tuple(
         ("the Great Wall of China", "China", "wonders/greatWallofChina.webp", "greatWall.webp"),
         ("the Taj Mahal", "India", "wonders/tajMahal.webp", "TajMahal_background.webp"),
         ("the Qutub Minar", "India", "india/qutubMinar.webp", "kutubMinar.webp"),
-        ("the Victoria Memorial", "India", "india/victoriaMemorial.webp",
-         "victoriaMemorial.webp"),
         ("the Eiffel Tower", "France", "france/eiffelTower.webp",
          "TourEiffel_background.webp"),
         ("the Château de Chenonceau", "France", "france/chateaudeChenonceau.webp",
