@@ -14,6 +14,7 @@ import sys
 # command name -> module under hf_liveedit.commands
 COMMANDS: dict[str, str] = {
     "demo": "demo",
+    "train": "train",
     "build-benchmark": "build_benchmark",
 }
 

@@ -64,7 +64,7 @@ def plot_loss_curves(log_history: Iterable[Mapping[str, Any]], path: str | Path)
     axes.set_ylabel("loss (mean since previous log)")
     axes.set_title("LiveEdit training")
     axes.grid(True, which="both", alpha=0.3)
-    axes.legend(loc="upper right", fontsize="small", ncol=2)
+    axes.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize="small")
     path = Path(path)
     figure.savefig(path, dpi=110)
     return path

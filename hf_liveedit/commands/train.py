@@ -1,0 +1,257 @@
+"""``hf-liveedit train``: train a LiveEdit generator on MMEdit-format data.
+
+Settings come from built-in defaults, then a YAML file (``--config``, keys named like the flags
+with underscores), then the flags given on the command line.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+HELP = (
+    "Train a LiveEdit generator (expert generator, feature extractors, sentinel) on editing data."
+)
+
+#: Every setting and its default; YAML keys must be among these.
+DEFAULTS: dict[str, Any] = {
+    "backbone": "default",
+    "data": "benchmark",
+    "image_root": None,
+    "split": "train",
+    "max_records": None,
+    "output_dir": None,
+    "module_dim": 256,
+    "rank": 4,
+    "num_queries": 4,
+    "num_heads": 8,
+    "edit_layer": None,
+    "expert_scale": None,
+    "batch_size": 8,
+    "max_steps": 1000,
+    "learning_rate": 1e-4,
+    "lr_scheduler_type": "constant",
+    "warmup_steps": 0,
+    "save_steps": 100,
+    "save_total_limit": 3,
+    "logging_steps": 10,
+    "seed": 0,
+    "num_threads": None,
+    "resume": None,
+    "export": None,
+    "rel_weight": 1.0,
+    "gen_weight": 1.0,
+    "loc_weight": 1.0,
+    "hard_routing_weight": 1.0,
+    "soft_routing_weight": 1.0,
+}
+
+# flag -> (type, help); every flag defaults to "not given" so the YAML file can fill it.
+_FLAGS: dict[str, tuple[Any, str]] = {
+    "backbone": (str, "'default' (the embedded LLaVA) or 'tiny' (random tiny LLaVA, smoke tests)"),
+    "data": (
+        str,
+        "'benchmark' (the packaged benchmark; folder via --image-root) or an MMEdit JSON file",
+    ),
+    "image_root": (str, "folder the data's image paths are relative to (benchmark: its folder)"),
+    "split": (str, "benchmark split to train on"),
+    "max_records": (int, "train on the first N records only"),
+    "output_dir": (
+        str,
+        "checkpoints, final generator and loss curve (default ./liveedit-<backbone>)",
+    ),
+    "module_dim": (int, "d_m of the generator and extractors"),
+    "rank": (int, "rank r of each expert"),
+    "num_queries": (int, "k, queries per routing feature"),
+    "num_heads": (int, "cross-attention heads"),
+    "edit_layer": (int, "decoder layer l_e (default: 2/3 of the depth)"),
+    "expert_scale": (float, "scale c of U and V (default 1/(5 sqrt r))"),
+    "batch_size": (int, "edit records per step"),
+    "max_steps": (int, "optimizer steps"),
+    "learning_rate": (float, "Adam(W) learning rate"),
+    "lr_scheduler_type": (str, "transformers scheduler name (constant, linear, cosine, ...)"),
+    "warmup_steps": (int, "scheduler warm-up steps"),
+    "save_steps": (int, "checkpoint every N steps"),
+    "save_total_limit": (int, "keep at most N checkpoints"),
+    "logging_steps": (int, "log the loss terms every N steps"),
+    "seed": (int, "random seed"),
+    "num_threads": (int, "torch CPU threads"),
+    "export": (str, "also write the final generator with float16 weights to this folder"),
+    "rel_weight": (float, "weight of l_rel"),
+    "gen_weight": (float, "weight of l_gen"),
+    "loc_weight": (float, "weight of l_loc"),
+    "hard_routing_weight": (float, "weight of l_hr"),
+    "soft_routing_weight": (float, "weight of l_sr1 and l_sr2"),
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add this command's flags.
+
+    Args:
+        parser: The sub-command's parser.
+    """
+    parser.add_argument("--config", help="YAML file of settings (flags given here override it)")
+    for name, (kind, text) in _FLAGS.items():
+        flag = "--" + name.replace("_", "-")
+        parser.add_argument(
+            flag, type=kind, default=argparse.SUPPRESS, help=f"{text} [{DEFAULTS[name]}]"
+        )
+    parser.add_argument(
+        "--resume",
+        nargs="?",
+        const="last",
+        default=argparse.SUPPRESS,
+        help="resume from a checkpoint folder, or (no value) from the last one in --output-dir",
+    )
+
+
+def resolve_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """Merge defaults, the YAML file and the flags given.
+
+    Args:
+        args: Parsed flags (unset flags are absent).
+
+    Returns:
+        Every setting of :data:`DEFAULTS`.
+
+    Raises:
+        ValueError: the YAML file has keys that are not settings.
+    """
+    import yaml
+
+    settings = dict(DEFAULTS)
+    given = {k: v for k, v in vars(args).items() if k not in ("command", "_run", "config")}
+    if getattr(args, "config", None):
+        loaded = yaml.safe_load(Path(args.config).read_text()) or {}
+        unknown = sorted(set(loaded) - set(DEFAULTS))
+        if unknown:
+            raise ValueError(
+                f"{args.config}: unknown settings {unknown}; known: {sorted(DEFAULTS)}"
+            )
+        settings.update(loaded)
+    settings.update(given)
+    if settings["output_dir"] is None:
+        settings["output_dir"] = f"liveedit-{settings['backbone']}"
+    return settings
+
+
+def _load_backbone(name: str):
+    if name == "default":
+        from hf_liveedit.embedded import load_default_backbone
+
+        return load_default_backbone()
+    if name == "tiny":
+        from hf_liveedit.testing.tiny_models import tiny_llava
+
+        return tiny_llava()
+    raise ValueError(f"unknown backbone {name!r}; expected 'default' or 'tiny'")
+
+
+def _load_records(settings: dict[str, Any]):
+    from hf_liveedit.data import load_benchmark, load_mmedit, with_images
+    from hf_liveedit.data.benchmark.paths import default_benchmark_dir
+
+    if settings["data"] == "benchmark":
+        root = Path(settings["image_root"] or default_benchmark_dir())
+        dataset = load_benchmark(root, settings["split"], images=False)
+    else:
+        root = Path(settings["image_root"] or Path(settings["data"]).parent)
+        dataset = load_mmedit(settings["data"])
+    if settings["max_records"]:
+        dataset = dataset.select(range(min(settings["max_records"], len(dataset))))
+    return with_images(dataset, root)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Train, save the generator and its loss curve, print the final loss of each term.
+
+    Args:
+        args: Parsed flags.
+
+    Returns:
+        0 on success.
+    """
+    import json
+
+    import torch
+    from transformers.trainer_utils import get_last_checkpoint
+
+    from hf_liveedit import LiveEditConfig, get_liveedit_model
+    from hf_liveedit.trainers import (
+        LOSS_CURVE_NAME,
+        LiveEditTrainer,
+        LiveEditTrainingArguments,
+    )
+    from hf_liveedit.trainers.export import export_generator
+
+    settings = resolve_settings(args)
+    if settings["num_threads"]:
+        torch.set_num_threads(settings["num_threads"])
+    output_dir = Path(settings["output_dir"])
+    resume = settings["resume"]
+    if resume == "last":
+        resume = get_last_checkpoint(str(output_dir)) if output_dir.is_dir() else None
+        if resume is None:
+            raise FileNotFoundError(f"--resume: no checkpoint-* folder in {output_dir}")
+    if resume:  # the checkpoint fixes the module sizes
+        config, _ = LiveEditConfig.from_pretrained(resume)
+    else:
+        config = LiveEditConfig(
+            module_dim=settings["module_dim"],
+            rank=settings["rank"],
+            num_queries=settings["num_queries"],
+            num_heads=settings["num_heads"],
+            edit_layer=settings["edit_layer"],
+            expert_scale=settings["expert_scale"],
+        )
+    torch.manual_seed(settings["seed"])
+    model, processor = _load_backbone(settings["backbone"])
+    liveedit = get_liveedit_model(model, config, processor=processor)
+    dataset = _load_records(settings)
+    training_args = LiveEditTrainingArguments(
+        output_dir=str(output_dir),
+        per_device_train_batch_size=settings["batch_size"],
+        max_steps=settings["max_steps"],
+        learning_rate=settings["learning_rate"],
+        lr_scheduler_type=settings["lr_scheduler_type"],
+        warmup_steps=settings["warmup_steps"],
+        save_steps=settings["save_steps"],
+        save_total_limit=settings["save_total_limit"],
+        logging_steps=settings["logging_steps"],
+        seed=settings["seed"],
+        dataloader_drop_last=True,  # every step sees a full batch of experts to mix
+        report_to=[],
+        disable_tqdm=False,
+        rel_weight=settings["rel_weight"],
+        gen_weight=settings["gen_weight"],
+        loc_weight=settings["loc_weight"],
+        hard_routing_weight=settings["hard_routing_weight"],
+        soft_routing_weight=settings["soft_routing_weight"],
+    )
+    trainer = LiveEditTrainer(liveedit, args=training_args, train_dataset=dataset)
+    print(
+        f"training {sum(p.numel() for p in liveedit.liveedit_modules.parameters()):,} LiveEdit "
+        f"parameters on {len(dataset)} records (layer {liveedit.liveedit_config.edit_layer} of "
+        f"{liveedit.adapter.num_layers}, d_m {config.module_dim}); output: {output_dir}"
+    )
+    result = trainer.train(resume_from_checkpoint=resume)
+    trainer.save_model(str(output_dir))
+    last = next(entry for entry in reversed(trainer.state.log_history) if "loss" in entry)
+    summary = {
+        "steps": trainer.state.global_step,
+        "train_runtime_s": round(result.metrics["train_runtime"], 1),
+        "final_losses": {k: v for k, v in last.items() if k == "loss" or k.startswith("loss_")},
+        "settings": settings,
+        "loss_curve": str(output_dir / LOSS_CURVE_NAME),
+    }
+    (output_dir / "training_summary.json").write_text(json.dumps(summary, indent=2))
+    if settings["export"]:
+        export_generator(liveedit, settings["export"])
+        print(f"float16 generator written to {settings['export']}")
+    print(
+        json.dumps({k: summary[k] for k in ("steps", "train_runtime_s", "final_losses")}, indent=2)
+    )
+    print(f"generator: {output_dir}  loss curve: {summary['loss_curve']}")
+    return 0
