@@ -16,10 +16,12 @@ from hf_liveedit.trainers import (
     LiveEditTrainingModel,
     RowKind,
 )
+from hf_liveedit.trainers.export import export_generator
 from hf_liveedit.trainers.losses import answer_nll
+from safetensors.torch import load_file
 from transformers import TrainerCallback
 
-from hf_liveedit import LiveEditModel
+from hf_liveedit import LiveEditModel, cli
 from hf_liveedit.data.prompts import format_prompt
 from hf_liveedit.testing.tiny_models import tiny_image, tiny_llava
 
@@ -208,3 +210,42 @@ def test_checkpoint_of_another_backbone_is_refused(tmp_path):
     trainer = LiveEditTrainer(make_liveedit("qwen2_vl"), args=training_args(tmp_path))
     with pytest.raises(ValueError, match="different base model"):
         trainer.load_generator(tmp_path / "adapter")
+
+
+def test_float16_export_loads_with_the_recorded_generator_hash(tmp_path):
+    liveedit = make_liveedit()
+    export_generator(liveedit, tmp_path / "export")
+    assert {p.name for p in (tmp_path / "export").iterdir()} == {
+        "adapter_config.json",
+        "generator.safetensors",
+        "README.md",
+    }
+    stored = load_file(str(tmp_path / "export" / "generator.safetensors"))
+    assert {value.dtype for value in stored.values()} == {torch.float16}
+    recorded = json.loads((tmp_path / "export" / "adapter_config.json").read_text())
+    base, processor = tiny_llava()
+    loaded = LiveEditModel.from_pretrained(base, tmp_path / "export", processor=processor)
+    assert loaded.generator_sha256() == recorded["generator_sha256"] == liveedit.generator_sha256()
+
+
+def test_train_command_with_yaml_and_flags(tmp_path):
+    records = make_records(4)
+    for i, record in enumerate(records):  # an MMEdit JSON file with image paths
+        for field in ("image", "image_rephrase", "m_loc"):
+            path = f"{field}-{i}.png"
+            record[field].save(tmp_path / path)
+            record[field] = path
+    (tmp_path / "data.json").write_text(json.dumps(records))
+    config = tmp_path / "train.yaml"
+    config.write_text(
+        "backbone: tiny\nmodule_dim: 32\nnum_heads: 4\nbatch_size: 2\nmax_steps: 99\n"
+    )
+    args = ["train", "--config", str(config), "--data", str(tmp_path / "data.json")]
+    args += ["--max-steps", "2", "--output-dir", str(tmp_path / "out"), "--save-steps", "2"]
+    args += ["--logging-steps", "1"]
+    assert cli.main(args) == 0
+    summary = json.loads((tmp_path / "out" / "training_summary.json").read_text())
+    assert summary["steps"] == 2 and summary["settings"]["batch_size"] == 2
+    assert set(summary["final_losses"]) == {"loss", *(f"loss_{term}" for term in LOSS_TERMS)}
+    assert (tmp_path / "out" / LOSS_CURVE_NAME).is_file()
+    assert (tmp_path / "out" / "checkpoint-2" / "generator.safetensors").is_file()
