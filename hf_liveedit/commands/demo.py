@@ -3,22 +3,156 @@
 from __future__ import annotations
 
 import argparse
+import random
+import textwrap
 
 HELP = "Apply a few edits to a VLLM and print its answers before and after each edit."
 
+#: Probes shown for each edit: label, image field, question field (None: asked as is, text only).
+PROBES = (
+    ("edit", "image", "src"),
+    ("rephrase", "image", "rephrase"),
+    ("other image", "image_rephrase", "src"),
+    ("unrelated", "m_loc", "m_loc_q"),
+    ("unrelated text", None, "loc"),
+)
+GENERALITY = {"edit", "rephrase", "other image"}
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add this command's flags.
+
+    Args:
+        parser: The sub-command's parser.
+    """
     parser.add_argument(
         "--backbone",
-        choices=["tiny"],
-        default="tiny",
-        help="Which model to edit. 'tiny': a random tiny LLaVA with a rigged router (a smoke "
-        "test of the mechanics, not of quality).",
+        choices=["default", "tiny"],
+        default=None,
+        help="Which model to edit. 'default': the embedded LLaVA with the packaged trained "
+        "generator, edits from the benchmark's test split (the default once `hf-liveedit "
+        "build-backbone` has built it). 'tiny': a random tiny LLaVA with a rigged router (a "
+        "smoke test of the mechanics, not of quality; the default otherwise).",
     )
-    parser.add_argument("--max-new-tokens", type=int, default=6)
+    parser.add_argument(
+        "--generator", default=None, help="LiveEdit adapter folder (default: the packaged one)"
+    )
+    parser.add_argument(
+        "--benchmark-dir", default=None, help="benchmark folder (default: the cache's)"
+    )
+    parser.add_argument("--num-edits", type=int, default=5, help="edits to apply (default 5)")
+    parser.add_argument("--seed", type=int, default=0, help="which test records to pick")
+    parser.add_argument("--max-new-tokens", type=int, default=8)
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run the demo on the chosen backbone.
+
+    Args:
+        args: Parsed flags.
+
+    Returns:
+        0 on success.
+    """
+    backbone = args.backbone or ("default" if _default_backbone_built() else "tiny")
+    return _run_default(args) if backbone == "default" else _run_tiny(args)
+
+
+def _default_backbone_built() -> bool:
+    from hf_liveedit.embedded import default_cache_dir
+
+    return (default_cache_dir() / "model" / "build_info.json").is_file()
+
+
+def _answers(liveedit, images, prompts: list[str], max_new_tokens: int) -> list[str]:
+    """Greedy answers, first line only."""
+    inputs = liveedit.build_inputs(images, prompts)
+    tokens = liveedit.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
+    texts = liveedit.processor.batch_decode(
+        tokens[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True
+    )
+    return [text.strip().split("\n", 1)[0].strip() for text in texts]
+
+
+def _pick_records(dataset, count: int, seed: int) -> list[dict]:
+    """``count`` test records, spread over the relations (one per relation, then repeats)."""
+    rng = random.Random(seed)
+    by_relation: dict[str, list[int]] = {}
+    for index, relation in enumerate(dataset["relation"]):
+        by_relation.setdefault(relation, []).append(index)
+    pools = [rng.sample(indices, len(indices)) for indices in by_relation.values()]
+    rng.shuffle(pools)
+    order = [pool[i] for i in range(max(map(len, pools))) for pool in pools if i < len(pool)]
+    return [dataset[index] for index in order[:count]]
+
+
+def _run_default(args: argparse.Namespace) -> int:
+    import torch
+
+    from hf_liveedit import LiveEditModel
+    from hf_liveedit.data import format_prompt, load_benchmark
+    from hf_liveedit.embedded import load_default_backbone
+    from hf_liveedit.pretrained import default_generator_dir
+
+    torch.manual_seed(args.seed)
+    model, processor = load_default_backbone()
+    processor.tokenizer.padding_side = "left"  # batched generation continues on the right
+    generator = args.generator or default_generator_dir()
+    liveedit = LiveEditModel.from_pretrained(model, generator, processor=processor)
+    records = _pick_records(load_benchmark(args.benchmark_dir, "test"), args.num_edits, args.seed)
+
+    def ask(label: str, image_field: str | None, question_field: str) -> tuple[list, list[str]]:
+        if image_field is None:  # text locality questions are asked as they are
+            return None, [record[question_field] for record in records]
+        images = [record[image_field] for record in records]
+        return images, [format_prompt(record[question_field]) for record in records]
+
+    def answer_all() -> dict[str, list[str]]:
+        with torch.no_grad():
+            return {
+                label: _answers(liveedit, *ask(label, image, question), args.max_new_tokens)
+                for label, image, question in PROBES
+            }
+
+    before = answer_all()
+    liveedit.add_edits(
+        [record["image"] for record in records],
+        [format_prompt(record["src"]) for record in records],
+        [record["alt"] for record in records],
+    )
+    after = answer_all()
+
+    print(
+        "backbone: the embedded default LLaVA (SmolLM2-135M-Instruct + EfficientNet-Lite0)\n"
+        f"generator: {generator}\n"
+        f"{len(records)} edits from the benchmark's test split (never seen in training) were "
+        "applied one after another; answers before and after all of them:"
+    )
+    hits = {label: 0 for label, _, _ in PROBES}
+    for index, record in enumerate(records):
+        print(
+            f"\n[{index + 1}/{len(records)}] {record['relation']}, {record['entity']}: "
+            f"true answer {record['answer']!r}, edited to {record['alt']!r}"
+        )
+        for label, image_field, question_field in PROBES:
+            old, new = before[label][index], after[label][index]
+            if label in GENERALITY:
+                ok = new.strip().lower().startswith(record["alt"].strip().lower())
+                verdict = "edited" if ok else "not edited"
+            else:
+                ok = new == old
+                verdict = "unchanged" if ok else "CHANGED"
+            hits[label] += ok
+            where = f" [{record[image_field + '_path']}]" if image_field else ""
+            question = textwrap.shorten(record[question_field] + where, 70)
+            print(f"  {label:<15}{question}")
+            print(f"  {'':<15}before {old!r:<28} after {new!r:<28} {verdict}")
+    summary = ", ".join(f"{label} {hits[label]}/{len(records)}" for label, _, _ in PROBES)
+    print(f"\nedited or unchanged as intended: {summary}")
+    return 0
+
+
+def _run_tiny(args: argparse.Namespace) -> int:
     import torch
 
     from hf_liveedit import LiveEditConfig, get_liveedit_model
@@ -36,17 +170,12 @@ def run(args: argparse.Namespace) -> int:
         modules.input_extractor.look_in.v_proj.bias.zero_()
         modules.edit_extractor.load_state_dict(modules.input_extractor.state_dict())
 
-    def answer(image, prompt: str) -> str:
-        inputs = liveedit.build_inputs(image, prompt)
-        tokens = liveedit.generate(**inputs, max_new_tokens=args.max_new_tokens, do_sample=False)
-        return processor.decode(tokens[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
-
     edits = [(tiny_image(0), "What is the capital?", "Lyon"), (tiny_image(1), "Name it.", "Paris")]
     print("backbone: tiny random LLaVA (mechanics only; see README for real results)")
     for image, prompt, target in edits:
-        before = answer(image, prompt)
+        before = _answers(liveedit, image, prompt, args.max_new_tokens)[0]
         liveedit.add_edit(image, prompt, target)
-        after = answer(image, prompt)
+        after = _answers(liveedit, image, prompt, args.max_new_tokens)[0]
         print(f"edit {prompt!r} -> {target!r}: before {before!r}, after {after!r}")
     text_only = liveedit.build_inputs(None, "What is the capital?")
     with torch.no_grad():
