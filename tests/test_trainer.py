@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import pytest
 import torch
@@ -249,3 +250,24 @@ def test_train_command_with_yaml_and_flags(tmp_path):
     assert set(summary["final_losses"]) == {"loss", *(f"loss_{term}" for term in LOSS_TERMS)}
     assert (tmp_path / "out" / LOSS_CURVE_NAME).is_file()
     assert (tmp_path / "out" / "checkpoint-2" / "generator.safetensors").is_file()
+
+
+@pytest.mark.parametrize("family, fast", [("llava", True), ("qwen2_vl", True), ("blip2", False)])
+def test_cached_bottom_gives_the_same_losses(family, fast):
+    """Rows seen before skip the layers below l_e; checked once, with a fallback (BLIP-2)."""
+    liveedit = make_liveedit(family, expert_scale=5.0)
+    torch.manual_seed(0)
+    batch = LiveEditDataCollator(liveedit)(make_records(3))
+    cached = LiveEditTrainingModel(liveedit, cache_hidden_states=True)
+    with torch.no_grad(), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        expected = LiveEditTrainingModel(liveedit)(**batch)
+        # The edited rows fill the cache; the frozen pass over the locality rows then finds
+        # them cached and checks the cached path against the full forward once.
+        first = cached(**batch)
+        assert len(cached.cache) == 12 and cached.cache.fast_path is fast
+        again = cached(**batch)
+    assert bool(caught) is not fast
+    for term in LOSS_TERMS:
+        torch.testing.assert_close(first[term], expected[term])
+        torch.testing.assert_close(again[term], expected[term], rtol=1e-4, atol=1e-6)

@@ -23,6 +23,8 @@ import torch
 from hf_liveedit.data.prompts import format_prompt
 from hf_liveedit.images import load_image
 
+from .cache import row_key
+
 __all__ = ["GENERALITY_KINDS", "LiveEditDataCollator", "RowKind"]
 
 
@@ -68,7 +70,8 @@ class LiveEditDataCollator:
     ``edited`` row mixes in), ``text_expert_mask`` for ``text`` rows,
     ``pair_input`` / ``pair_edit`` (per record: the ``edited`` rows at the input and edit ends of
     the routing losses) and ``negative_record`` (per record: another record, the negative of
-    ``l_sr1``; absent for one-record batches).
+    ``l_sr1``; absent for one-record batches), and ``row_keys`` / ``frozen_keys`` / ``text_keys``
+    (content keys of the rows, for :class:`~hf_liveedit.trainers.cache.HiddenStateCache`).
     """
 
     model: Any
@@ -89,14 +92,17 @@ class LiveEditDataCollator:
         num_records = len(records)
         batch: dict[str, Any] = {
             "edited": self._inputs(image_rows),
+            "row_keys": self._keys(image_rows),
             "row_kind": torch.tensor([int(row.kind) for row in image_rows]),
             "row_record": torch.tensor([row.record for row in image_rows]),
             "expert_mask": self._expert_mask(image_rows, num_records),
         }
         if loc_rows:
             batch["frozen"] = self._inputs(loc_rows)
+            batch["frozen_keys"] = self._keys(loc_rows)
         if text_rows:
             batch["text"] = self._inputs(text_rows)
+            batch["text_keys"] = self._keys(text_rows)
             batch["text_expert_mask"] = self._expert_mask(text_rows, num_records)
         batch["pair_input"], batch["pair_edit"] = self._pairs(image_rows, num_records)
         if num_records > 1:
@@ -144,6 +150,10 @@ class LiveEditDataCollator:
             images, [row.prompt for row in rows], [row.target for row in rows]
         )
         return dict(inputs)
+
+    @staticmethod
+    def _keys(rows: list[_Row]) -> list[str]:
+        return [row_key(row.image, row.prompt, row.target) for row in rows]
 
     # --- random choices ----------------------------------------------------------------------
     @staticmethod

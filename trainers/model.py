@@ -12,6 +12,8 @@ Speed without changing the maths:
   features of every row from those same hidden states, and fuses the mixture into every row
   (so the frozen bottom runs once per row; only the frozen-model reference for locality rows
   needs a second, gradient-free pass);
+* with ``cache_hidden_states``, each row's layer-``l_e`` output is kept, and once all rows of a
+  batch are cached only the layers above ``l_e`` run (see :mod:`hf_liveedit.trainers.cache`);
 * logits are computed only at the answer positions (``logits_to_keep``; answers sit at the
   right end of left-padded rows);
 * text-only rows are never edited unless ``edit_text_only_inputs`` is set, so their ``l_loc`` is
@@ -22,7 +24,8 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-from collections.abc import Callable, Iterator
+import warnings
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -34,6 +37,7 @@ from hf_liveedit.model import LiveEditModel
 from hf_liveedit.modules import InputFeatures, Spans
 from hf_liveedit.routing import fuse_experts, similarity, soft_weights
 
+from .cache import HiddenStateCache, run_above_edit_layer
 from .collator import RowKind
 from .losses import answer_kl, answer_nll, hard_routing_scores, info_nce, soft_routing_absolute
 
@@ -119,11 +123,14 @@ class LiveEditTrainingModel(nn.Module):
 
     Args:
         liveedit: the model to train.
+        cache_hidden_states: keep every row's layer-``l_e`` output (in memory, on the model's
+            device) to skip the frozen bottom when the row comes again (later epochs).
     """
 
-    def __init__(self, liveedit: LiveEditModel):
+    def __init__(self, liveedit: LiveEditModel, cache_hidden_states: bool = False):
         super().__init__()
         self.liveedit = liveedit
+        self.cache = HiddenStateCache() if cache_hidden_states else None
         liveedit.base_model.requires_grad_(False)
         parameters = inspect.signature(liveedit.base_model.forward).parameters
         self._keeps_logits = "logits_to_keep" in parameters
@@ -145,6 +152,9 @@ class LiveEditTrainingModel(nn.Module):
         text: dict[str, torch.Tensor] | None = None,
         text_expert_mask: torch.Tensor | None = None,
         negative_record: torch.Tensor | None = None,
+        row_keys: Sequence[str] | None = None,
+        frozen_keys: Sequence[str] | None = None,
+        text_keys: Sequence[str] | None = None,
     ) -> dict[str, torch.Tensor]:
         """Every loss term of one batch (see :class:`~hf_liveedit.trainers.LiveEditDataCollator`).
 
@@ -166,7 +176,7 @@ class LiveEditTrainingModel(nn.Module):
             made.update(experts=experts, features=features, bank=bank)
             return self._fuse(hidden, features, bank, expert_mask)
 
-        answers = self._answer_logits(edited, edit_image_rows)
+        answers = self._answer_logits(edited, edit_image_rows, row_keys)
         experts, features, bank = made["experts"], made["features"], made["bank"]
         zero = answers.logits.new_zeros((), dtype=torch.float32)
         terms = dict.fromkeys(LOSS_TERMS, zero)
@@ -182,7 +192,7 @@ class LiveEditTrainingModel(nn.Module):
 
         loc_rows = (row_kind == RowKind.LOC_IMAGE).nonzero().squeeze(1)
         if frozen is not None and len(loc_rows):
-            terms["loc_image"] = self._locality_kl(answers, loc_rows, frozen)
+            terms["loc_image"] = self._locality_kl(answers, loc_rows, frozen, frozen_keys)
         if text is not None and modules.edit_text_only_inputs:
 
             def edit_text_rows(hidden: torch.Tensor, spans: Spans) -> torch.Tensor:
@@ -190,9 +200,9 @@ class LiveEditTrainingModel(nn.Module):
                     hidden, modules.input_features(hidden, spans), bank, text_expert_mask
                 )
 
-            text_answers = self._answer_logits(text, edit_text_rows)
+            text_answers = self._answer_logits(text, edit_text_rows, text_keys)
             every_row = torch.arange(text_answers.logits.shape[0], device=row_kind.device)
-            terms["loc_text"] = self._locality_kl(text_answers, every_row, text)
+            terms["loc_text"] = self._locality_kl(text_answers, every_row, text, text_keys)
 
         # Routing losses: per record, an input end and an edit end from the generality domain.
         own = torch.arange(len(pair_input), device=row_kind.device)
@@ -231,33 +241,107 @@ class LiveEditTrainingModel(nn.Module):
         return fuse_experts(hidden, weights, bank.up, bank.down, norm.weight, norm.bias, norm.eps)
 
     def _answer_logits(
-        self, inputs: dict[str, torch.Tensor], edit: EditFunction | None
+        self,
+        inputs: dict[str, torch.Tensor],
+        edit: EditFunction | None,
+        keys: Sequence[str] | None = None,
     ) -> _AnswerLogits:
         """Run the VLLM (edited by ``edit`` at layer ``l_e``, or frozen when None)."""
-        liveedit = self.liveedit
         labels = inputs["labels"]
         width = int((labels != IGNORE_INDEX).sum(dim=1).max())
         model_inputs = {key: value for key, value in inputs.items() if key != "labels"}
         model_inputs["use_cache"] = False
         if self._keeps_logits:
             model_inputs["logits_to_keep"] = width + 1
-        if edit is None:
-            with torch.no_grad(), liveedit.disable_adapter():
-                logits = liveedit.base_model(**model_inputs).logits
+        spans = self.liveedit.adapter.spans(
+            inputs["input_ids"], inputs.get("attention_mask"), labels
+        )
+        cache = self.cache if keys is not None else None
+        cached = None
+        if cache is not None and cache.fast_path is not False:
+            cached = cache.lookup(keys, inputs["attention_mask"])
+        if cached is not None and cache.fast_path:
+            logits = self._above_edit_layer(model_inputs, cached, edit, spans)
         else:
-            spans = liveedit.adapter.spans(
-                inputs["input_ids"], inputs.get("attention_mask"), labels
+            checked = (
+                None
+                if cached is None
+                else self._check_above_edit_layer(model_inputs, cached, edit, spans)
             )
-            with edit_layer_override(liveedit, edit, spans):
-                logits = liveedit.base_model(**model_inputs).logits
+            logits = self._full_forward(model_inputs, edit, spans, keys, inputs["attention_mask"])
+            if cached is not None:
+                cache.fast_path = checked is not None and torch.allclose(
+                    checked, logits.detach(), rtol=1e-3, atol=1e-3
+                )
+                if not cache.fast_path:
+                    warnings.warn(
+                        "Cached layer-l_e states do not reproduce the full forward for this model; "
+                        "training continues without the cache.",
+                        stacklevel=2,
+                    )
         targets = labels[:, -width:]
         return _AnswerLogits(logits[:, -width - 1 : -1], targets, targets != IGNORE_INDEX)
 
+    def _full_forward(
+        self,
+        model_inputs: dict[str, torch.Tensor],
+        edit: EditFunction | None,
+        spans: Spans,
+        keys: Sequence[str] | None,
+        attention_mask: torch.Tensor,
+    ) -> torch.Tensor:
+        """The whole model; layer ``l_e``'s output is cached (if enabled) and edited."""
+        liveedit, cache = self.liveedit, self.cache if keys is not None else None
+        if edit is None and cache is None:
+            with torch.no_grad(), liveedit.disable_adapter():
+                return liveedit.base_model(**model_inputs).logits
+
+        def at_edit_layer(hidden: torch.Tensor, spans: Spans) -> torch.Tensor:
+            if cache is not None:
+                cache.store(keys, hidden, attention_mask)
+            return hidden if edit is None else edit(hidden, spans)
+
+        grad = contextlib.nullcontext() if edit is not None else torch.no_grad()
+        with grad, edit_layer_override(liveedit, at_edit_layer, spans):
+            return liveedit.base_model(**model_inputs).logits
+
+    def _above_edit_layer(
+        self,
+        model_inputs: dict[str, torch.Tensor],
+        hidden: torch.Tensor,
+        edit: EditFunction | None,
+        spans: Spans,
+    ) -> torch.Tensor:
+        """Only the layers above ``l_e``, from cached hidden states."""
+        if edit is None:
+            with torch.no_grad():
+                return run_above_edit_layer(self.liveedit, model_inputs, hidden)
+        return run_above_edit_layer(self.liveedit, model_inputs, edit(hidden, spans))
+
+    def _check_above_edit_layer(
+        self,
+        model_inputs: dict[str, torch.Tensor],
+        hidden: torch.Tensor,
+        edit: EditFunction | None,
+        spans: Spans,
+    ) -> torch.Tensor | None:
+        """The cached path's logits without gradients (None if this model's forward rejects it)."""
+        try:
+            with torch.no_grad():
+                return self._above_edit_layer(model_inputs, hidden, edit, spans)
+        except Exception as error:  # e.g. a family whose forward requires pixel values
+            warnings.warn(f"Layers above l_e cannot run alone ({error!r})", stacklevel=2)
+            return None
+
     def _locality_kl(
-        self, edited: _AnswerLogits, rows: torch.Tensor, reference_inputs: dict[str, torch.Tensor]
+        self,
+        edited: _AnswerLogits,
+        rows: torch.Tensor,
+        reference_inputs: dict[str, torch.Tensor],
+        reference_keys: Sequence[str] | None = None,
     ) -> torch.Tensor:
         """``l_loc``: KL from the frozen model to the edited one on locality answers."""
-        reference = self._answer_logits(reference_inputs, None)
+        reference = self._answer_logits(reference_inputs, None, reference_keys)
         edited = edited.rows(rows, reference.logits.shape[1])
         if not torch.equal(edited.mask, reference.mask):
             raise RuntimeError("locality rows differ between the edited and the frozen batch")

@@ -48,6 +48,13 @@ class LiveEditTrainingArguments(TrainingArguments):
         default=1.0, metadata={"help": "Weight of l_hr (generality and locality inputs)."}
     )
     soft_routing_weight: float = field(default=1.0, metadata={"help": "Weight of l_sr1 and l_sr2."})
+    cache_hidden_states: bool = field(
+        default=False,
+        metadata={
+            "help": "Keep each training row's layer-l_e output (memory: rows x tokens x d) and run "
+            "only the layers above l_e when the row comes again."
+        },
+    )
     # Batches are nested dicts of the collator, not model-forward columns.
     remove_unused_columns: bool = field(
         default=False, metadata={"help": "Keep False: the collator needs every record field."}
@@ -83,10 +90,10 @@ class LiveEditTrainer(Trainer):
         data_collator: Any | None = None,
         **kwargs: Any,
     ):
-        if isinstance(model, LiveEditModel):
-            model = LiveEditTrainingModel(model)
         if args is None:
             args = LiveEditTrainingArguments(output_dir="liveedit-trainer")
+        if isinstance(model, LiveEditModel):
+            model = LiveEditTrainingModel(model, getattr(args, "cache_hidden_states", False))
         if data_collator is None:
             data_collator = LiveEditDataCollator(model.liveedit)
         super().__init__(model=model, args=args, data_collator=data_collator, **kwargs)

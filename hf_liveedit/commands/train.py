@@ -38,6 +38,7 @@ DEFAULTS: dict[str, Any] = {
     "logging_steps": 10,
     "seed": 0,
     "num_threads": None,
+    "cache_hidden_states": True,
     "resume": None,
     "export": None,
     "rel_weight": 1.0,
@@ -98,6 +99,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         parser.add_argument(
             flag, type=kind, default=argparse.SUPPRESS, help=f"{text} [{DEFAULTS[name]}]"
         )
+    parser.add_argument(
+        "--cache-hidden-states",
+        action=argparse.BooleanOptionalAction,
+        default=argparse.SUPPRESS,
+        help="keep each row's layer-l_e output in memory so later epochs run only the layers "
+        "above l_e (memory: rows x tokens x hidden size) [True]",
+    )
     parser.add_argument(
         "--resume",
         nargs="?",
@@ -221,7 +229,10 @@ def run(args: argparse.Namespace) -> int:
         save_total_limit=settings["save_total_limit"],
         logging_steps=settings["logging_steps"],
         seed=settings["seed"],
-        dataloader_drop_last=True,  # every step sees a full batch of experts to mix
+        dataloader_drop_last=True,
+        cache_hidden_states=settings[
+            "cache_hidden_states"
+        ],  # every step sees a full batch of experts to mix
         report_to=[],
         disable_tqdm=False,
         rel_weight=settings["rel_weight"],
