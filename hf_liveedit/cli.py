@@ -15,6 +15,7 @@ import sys
 COMMANDS: dict[str, str] = {
     "demo": "demo",
     "train": "train",
+    "evaluate": "evaluate",
     "build-benchmark": "build_benchmark",
 }
 

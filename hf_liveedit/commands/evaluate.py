@@ -1,0 +1,265 @@
+"""``hf-liveedit evaluate``: the lifelong editing benchmark of LiveEdit and the baselines.
+
+``hf-liveedit evaluate run`` applies the sequential protocol to every chosen editor and writes
+``chunks.jsonl`` (one line per chunk, as soon as it is scored) and ``run.json`` (the exact
+command, date, plan); then the report. ``hf-liveedit evaluate report DIR`` rebuilds
+``summary.json``, ``results.md`` and the plots from those files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+
+HELP = "Benchmark LiveEdit and baseline editors under sequential editing (run / report)."
+
+EDITOR_KEYS = ("liveedit", "ft-l", "ft-m", "tp", "lemoe", "grace")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    actions = parser.add_subparsers(dest="action", required=True)
+    run = actions.add_parser("run", help="Run the protocol and write results + report.")
+    run.add_argument(
+        "--backbone",
+        choices=["default", "tiny"],
+        default="default",
+        help="'default': the embedded LLaVA (hf_liveedit.embedded); 'tiny': a random "
+        "tiny LLaVA (smoke tests only, meaningless scores).",
+    )
+    run.add_argument(
+        "--adapter",
+        help="Trained LiveEdit adapter folder (generator) for 'liveedit'. "
+        "Without it LiveEdit runs with an untrained generator (smoke tests only).",
+    )
+    run.add_argument(
+        "--data",
+        default="benchmark",
+        help="'benchmark' (the packaged benchmark) or an MMEdit-format JSON file.",
+    )
+    run.add_argument("--benchmark-dir", help="Benchmark folder (default: the build cache).")
+    run.add_argument("--split", default="test", help="Benchmark split.")
+    run.add_argument("--image-root", help="Image folder of an MMEdit JSON file.")
+    run.add_argument("--limit", type=int, help="Use only the first LIMIT records of the file.")
+    run.add_argument(
+        "--editors",
+        default=",".join(EDITOR_KEYS),
+        help=f"Comma-separated editors among {', '.join(EDITOR_KEYS)}.",
+    )
+    run.add_argument("--sizes", default="1,10,100,1000", help="Numbers of sequential edits N.")
+    run.add_argument(
+        "--max-chunks",
+        default="",
+        help="Most chunks per N, e.g. '1:50,10:10' (default: all chunks).",
+    )
+    run.add_argument(
+        "--score-limit",
+        type=int,
+        help="Most records scored per chunk (a seeded sample; all edits applied).",
+    )
+    run.add_argument(
+        "--override",
+        action="append",
+        default=[],
+        metavar="EDITOR:KEY=VALUE",
+        help="Per-editor plan change, KEY in sizes, max_chunks, score_limit; e.g. "
+        "'ft-m:sizes=1,10' or 'ft-m:max_chunks=1:10,10:2'. Repeatable.",
+    )
+    run.add_argument(
+        "--shuffle-seed",
+        type=int,
+        default=0,
+        help="Shuffle the records with this seed before chunking (default 0).",
+    )
+    run.add_argument("--no-shuffle", action="store_true", help="Keep the file's record order.")
+    run.add_argument("--batch-size", type=int, default=16, help="Samples per scoring pass.")
+    run.add_argument(
+        "--no-exact-match",
+        action="store_true",
+        help="Skip greedy-generation exact match (saves about a third of scoring).",
+    )
+    run.add_argument("--seed", type=int, default=0, help="Seed of torch and of scored samples.")
+    run.add_argument("--output", default="evaluation-results", help="Results folder.")
+    run.add_argument("--resume", action="store_true", help="Skip chunks already in the folder.")
+    run.add_argument(
+        "--estimate-only",
+        action="store_true",
+        help="Time one edit + one scored record per editor, print the projected "
+        "run time, and stop.",
+    )
+    report = actions.add_parser("report", help="Rebuild the table and plots from a results folder.")
+    report.add_argument("results", help="Results folder (with chunks.jsonl).")
+
+
+def _sizes(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split(",") if part.strip())
+
+
+def _max_chunks(text: str) -> dict[int, int]:
+    pairs = [part.split(":") for part in text.split(",") if part.strip()]
+    return {int(size): int(count) for size, count in pairs}
+
+
+def build_plans(args: argparse.Namespace, keys: list[str]):
+    """One :class:`~hf_liveedit.evaluation.protocol.Plan` per editor, with the overrides applied."""
+    from dataclasses import replace
+
+    from hf_liveedit.evaluation.protocol import Plan
+
+    base = Plan(
+        sizes=_sizes(args.sizes),
+        max_chunks=_max_chunks(args.max_chunks),
+        score_limit=args.score_limit,
+        seed=args.seed,
+        batch_size=args.batch_size,
+        exact_match=not args.no_exact_match,
+    )
+    plans = dict.fromkeys(keys, base)
+    parsers = {"sizes": _sizes, "max_chunks": _max_chunks, "score_limit": int}
+    for override in args.override:
+        key, _, setting = override.partition(":")
+        field, _, value = setting.partition("=")
+        if key not in plans or field not in parsers:
+            raise SystemExit(
+                f"bad --override {override!r}: expected EDITOR:KEY=VALUE with EDITOR "
+                f"in {keys} and KEY in {sorted(parsers)}"
+            )
+        plans[key] = replace(plans[key], **{field: parsers[field](value)})
+    return plans
+
+
+def _load_backbone(name: str):
+    if name == "tiny":
+        from hf_liveedit.testing.tiny_models import tiny_llava
+
+        return tiny_llava()
+    try:
+        from hf_liveedit.embedded import load_default_backbone
+    except ImportError as error:
+        raise SystemExit(f"the default backbone is not available ({error})") from error
+    return load_default_backbone()
+
+
+def _load_data(args: argparse.Namespace):
+    from hf_liveedit.data import load_benchmark, load_mmedit
+
+    if args.data == "benchmark":
+        dataset = load_benchmark(args.benchmark_dir, args.split)
+        described = f"packaged benchmark, split {args.split}"
+    else:
+        if not args.image_root:
+            raise SystemExit("--image-root is required with an MMEdit JSON file")
+        dataset = load_mmedit(args.data, args.image_root)
+        described = f"{args.data} (images: {args.image_root})"
+    if args.limit:
+        dataset = dataset.select(range(min(args.limit, len(dataset))))
+        described += f", first {len(dataset)} records"
+    return dataset, described
+
+
+def _editor_factories(keys: list[str], model, processor, adapter: str | None):
+    from hf_liveedit import LiveEditConfig, get_liveedit_model
+    from hf_liveedit.evaluation.editors import BASELINES, LiveEditEditor
+
+    def liveedit():
+        if adapter:
+            return LiveEditEditor.from_pretrained(model, processor, adapter)
+        print("warning: no --adapter: LiveEdit runs with an UNTRAINED generator", file=sys.stderr)
+        return LiveEditEditor(get_liveedit_model(model, LiveEditConfig(), processor))
+
+    factories = {"liveedit": liveedit}
+    for key in keys:
+        if key != "liveedit":
+            factories[key] = lambda cls=BASELINES[key]: cls(model, processor)
+    return {key: factories[key] for key in keys}
+
+
+def _run(args: argparse.Namespace) -> int:
+    import json
+    import platform
+    from datetime import datetime, timezone
+
+    import peft
+    import torch
+    import transformers
+
+    from hf_liveedit.evaluation.cases import CaseSet
+    from hf_liveedit.evaluation.protocol import (
+        ResultsWriter,
+        estimate_editor,
+        plan_to_json,
+        record_order,
+        run_protocol,
+    )
+    from hf_liveedit.evaluation.report import write_report
+
+    keys = [key.strip() for key in args.editors.split(",") if key.strip()]
+    unknown = sorted(set(keys) - set(EDITOR_KEYS))
+    if unknown:
+        raise SystemExit(f"unknown editors {unknown}; choose among {list(EDITOR_KEYS)}")
+    plans = build_plans(args, keys)
+    torch.manual_seed(args.seed)
+    dataset, described = _load_data(args)
+    cases = CaseSet(dataset)
+    shuffle = None if args.no_shuffle else args.shuffle_seed
+    order = record_order(len(cases), shuffle)
+    model, processor = _load_backbone(args.backbone)
+    factories = _editor_factories(keys, model, processor, args.adapter)
+
+    estimates = {}
+    print("time estimate (one edit + one scored record per editor):")
+    for key in keys:
+        editor = factories[key]()
+        try:
+            estimates[key] = estimate_editor(editor, cases, order, plans[key])
+        finally:
+            editor.close()
+        e = estimates[key]
+        print(
+            f"  {key:9s} edit {e['edit_seconds']:.2f}s, score {e['score_seconds']:.2f}s/record; "
+            f"{e['edits']} edits, {e['scored']} scored -> ~{e['total_seconds'] / 60:.1f} min"
+        )
+    print(f"  total ~{sum(e['total_seconds'] for e in estimates.values()) / 60:.1f} min")
+    if args.estimate_only:
+        return 0
+
+    writer = ResultsWriter(args.output)
+    run_path = writer.directory / "run.json"
+    info = {
+        "command": "hf-liveedit " + shlex.join(sys.argv[1:]),
+        "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "backbone": args.backbone,
+        "adapter": args.adapter,
+        "data": described,
+        "num_records": len(cases),
+        "order": "file order" if shuffle is None else f"shuffled with seed {shuffle}",
+        "editors": keys,
+        "plans": {key: plan_to_json(plan) for key, plan in plans.items()},
+        "estimate": estimates,
+        "versions": {
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+            "peft": peft.__version__,
+            "python": platform.python_version(),
+        },
+        "threads": torch.get_num_threads(),
+    }
+    if args.resume and run_path.is_file():
+        info["resumed_from"] = json.loads(run_path.read_text())
+    run_path.write_text(json.dumps(info, indent=1) + "\n")
+    run_protocol(factories, cases, order, plans, writer, resume=args.resume)
+    info["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    run_path.write_text(json.dumps(info, indent=1) + "\n")
+    paths = write_report(writer.directory)
+    print(f"results: {paths['table']}")
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.action == "report":
+        from hf_liveedit.evaluation.report import write_report
+
+        paths = write_report(args.results, "hf-liveedit " + shlex.join(sys.argv[1:]))
+        print("\n".join(f"{name}: {path}" for name, path in paths.items()))
+        return 0
+    return _run(args)

@@ -1,0 +1,197 @@
+"""Aggregate chunk results into ``summary.json``, a Markdown table and plots.
+
+Everything is generated from ``chunks.jsonl`` (and ``run.json`` for the run's date and exact
+command), so the published table can be rebuilt with one command at any time, also from a
+partial run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from hf_liveedit.evaluation.metrics import (
+    EXACT_MATCH_METRICS,
+    METRIC_NAMES,
+    METRICS,
+    mean,
+    std,
+)
+from hf_liveedit.evaluation.protocol import read_chunks
+
+SUMMARY_NAME = "summary.json"
+TABLE_NAME = "results.md"
+PLOT_NAME = "metrics_vs_edits.png"
+EXACT_MATCH_PLOT_NAME = "exact_match_vs_edits.png"
+
+
+def aggregate(chunks: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean and standard deviation over chunks, per editor, N and metric.
+
+    ``avg`` is the mean of the five teacher-forced metrics' means (the papers' average).
+
+    Args:
+        chunks: chunk results (see :func:`hf_liveedit.evaluation.protocol.run_editor`).
+
+    Returns:
+        ``{editor_key: {"name": ..., "sizes": {N: {"chunks", "edits", "scored", metric:
+        {"mean", "std"}}}}}``, N as strings (JSON keys), editors in order of appearance.
+    """
+    grouped: dict[str, dict[int, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
+    names: dict[str, str] = {}
+    for chunk in chunks:
+        grouped[chunk["editor"]][chunk["num_edits"]].append(chunk)
+        names[chunk["editor"]] = chunk.get("name", chunk["editor"])
+    summary: dict[str, Any] = {}
+    for key, sizes in grouped.items():
+        entry: dict[str, Any] = {}
+        for size in sorted(sizes):
+            runs = sizes[size]
+            row: dict[str, Any] = {
+                "chunks": len(runs),
+                "edits": sum(len(run["edited"]) for run in runs),
+                "scored": sum(len(run["scored"]) for run in runs),
+                "seconds": round(sum(run["edit_seconds"] + run["score_seconds"] for run in runs)),
+            }
+            for metric in METRICS + EXACT_MATCH_METRICS:
+                values = [run["metrics"][metric] for run in runs if metric in run["metrics"]]
+                if values:
+                    row[metric] = {"mean": mean(values), "std": std(values)}
+            present = [row[metric]["mean"] for metric in METRICS if metric in row]
+            if len(present) == len(METRICS):
+                row["avg"] = {"mean": mean(present), "std": None}
+            entry[str(size)] = row
+        summary[key] = {"name": names[key], "sizes": entry}
+    return summary
+
+
+def _cell(value: dict[str, Any] | None) -> str:
+    if value is None:
+        return "-"
+    text = f"{100 * value['mean']:.2f}"
+    return text if not value.get("std") else f"{text} ± {100 * value['std']:.2f}"
+
+
+def markdown_table(summary: dict[str, Any], exact_match: bool = True) -> str:
+    """The summary as a Markdown table: one row per editor and N, metrics in percent (mean ± std)."""
+    columns = list(METRICS) + ["avg"] + (list(EXACT_MATCH_METRICS) if exact_match else [])
+    header = ["editor", "N", "chunks"] + [METRIC_NAMES.get(c, c) for c in columns]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for entry in summary.values():
+        for size, row in entry["sizes"].items():
+            cells = [entry["name"], size, str(row["chunks"])]
+            cells += [_cell(row.get(column)) for column in columns]
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_metrics(summary: dict[str, Any], metrics: list[str], path: Path) -> None:
+    """One panel per metric: mean (± std band) against the number of edits, a line per editor."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    columns = min(3, len(metrics))
+    rows = -(-len(metrics) // columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.4 * rows), squeeze=False)
+    for axis, metric in zip(axes.flat, metrics):
+        for entry in summary.values():
+            points = [
+                (int(size), row[metric]["mean"] * 100, (row[metric]["std"] or 0.0) * 100)
+                for size, row in entry["sizes"].items()
+                if metric in row
+            ]
+            if not points:
+                continue
+            sizes, means, spreads = zip(*points)
+            axis.plot(sizes, means, marker="o", label=entry["name"])
+            low = [m - s for m, s in zip(means, spreads)]
+            high = [m + s for m, s in zip(means, spreads)]
+            axis.fill_between(sizes, low, high, alpha=0.15)
+        axis.set_xscale("log")
+        axis.set_ylim(-2, 102)
+        axis.set_title(METRIC_NAMES.get(metric, metric))
+        axis.set_xlabel("sequential edits N")
+        axis.grid(alpha=0.3)
+    for axis in list(axes.flat)[len(metrics) :]:
+        axis.axis("off")
+    axes.flat[0].legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def write_report(
+    results_dir: str | os.PathLike[str], report_command: str | None = None
+) -> dict[str, Path]:
+    """Write ``summary.json``, ``results.md`` and the plots of a results folder.
+
+    Args:
+        results_dir: folder holding ``chunks.jsonl`` (and ``run.json`` from the run).
+        report_command: the command that made this report, recorded in ``results.md``.
+
+    Returns:
+        Name -> path of each file written.
+    """
+    directory = Path(results_dir)
+    chunks = read_chunks(directory / "chunks.jsonl")
+    if not chunks:
+        raise FileNotFoundError(f"no chunk results in {directory / 'chunks.jsonl'}")
+    run_path = directory / "run.json"
+    run = json.loads(run_path.read_text()) if run_path.is_file() else {}
+    summary = aggregate(chunks)
+    paths = {"summary": directory / SUMMARY_NAME, "table": directory / TABLE_NAME}
+    paths["summary"].write_text(json.dumps({"run": run, "results": summary}, indent=1) + "\n")
+    with_em = any(
+        metric in row
+        for e in summary.values()
+        for row in e["sizes"].values()
+        for metric in EXACT_MATCH_METRICS
+    )
+    paths["plot"] = directory / PLOT_NAME
+    plot_metrics(summary, list(METRICS) + ["avg"], paths["plot"])
+    if with_em:
+        paths["exact_match_plot"] = directory / EXACT_MATCH_PLOT_NAME
+        plot_metrics(summary, list(EXACT_MATCH_METRICS), paths["exact_match_plot"])
+    paths["table"].write_text(_markdown_page(run, summary, with_em, report_command))
+    return paths
+
+
+def _markdown_page(
+    run: dict[str, Any], summary: dict[str, Any], with_em: bool, report_command: str | None
+) -> str:
+    lines = ["# Lifelong editing results", ""]
+    if run:
+        lines += [
+            f"- run started: {run.get('started_at', '?')}; last chunk: "
+            f"{run.get('finished_at', 'in progress or interrupted')}",
+            f"- command: `{run.get('command', '?')}`",
+            f"- backbone: {run.get('backbone', '?')}; data: {run.get('data', '?')} "
+            f"({run.get('num_records', '?')} records, order: {run.get('order', '?')})",
+        ]
+    if report_command:
+        lines.append(f"- report: `{report_command}`")
+    plans = run.get("plans", {})
+    for key, plan in plans.items():
+        chunks = plan.get("max_chunks") or "all"
+        lines.append(
+            f"- plan `{key}`: N in {plan['sizes']}, max chunks per N {chunks}, "
+            f"scored records per chunk {plan.get('score_limit') or 'all'}"
+        )
+    lines += [
+        "",
+        "Scores in percent, mean ± standard deviation over chunks (no ± with one chunk). "
+        "Rel / T-Gen / M-Gen: teacher-forced token accuracy on the target; T-Loc / M-Loc: "
+        "agreement with the unedited model's argmax tokens; avg: mean of those five"
+        + ("; EM: greedy-generation exact match." if with_em else "."),
+        "",
+        markdown_table(summary, with_em),
+        f"![metrics vs number of edits]({PLOT_NAME})",
+    ]
+    if with_em:
+        lines.append(f"![exact match vs number of edits]({EXACT_MATCH_PLOT_NAME})")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,144 @@
+"""Every editor on a tiny LLaVA: one edit changes the target answer, reset restores the base."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from conftest import make_liveedit, rig_routing
+
+from hf_liveedit.evaluation.cases import EditCase, Sample
+from hf_liveedit.evaluation.editors import BASELINES, LiveEditEditor
+from hf_liveedit.evaluation.metrics import answer_predictions, answer_targets, answer_window
+from hf_liveedit.evaluation.scoring import locality_reference, score_cases
+from hf_liveedit.testing.tiny_models import tiny_image, tiny_llava
+
+PROMPT = "What is the capital? The answer is:"
+
+
+def predicted_and_target(editor, sample: Sample) -> tuple[list[int], list[int]]:
+    inputs = editor.build_inputs([sample.image], [sample.prompt], [sample.target])
+    keep = answer_window(inputs["labels"])
+    logits = editor.logits(inputs, keep)
+    return (
+        answer_predictions(logits, inputs["labels"][:, -keep:])[0],
+        answer_targets(inputs["labels"])[0],
+    )
+
+
+@pytest.fixture(scope="module")
+def llava():
+    return tiny_llava()
+
+
+@pytest.mark.parametrize("key", sorted(BASELINES))
+def test_baseline_edit_changes_the_answer_and_reset_restores_the_base(llava, key):
+    model, processor = llava
+    torch.manual_seed(0)
+    flags = [p.requires_grad for p in model.parameters()]
+    editor = BASELINES[key](model, processor)
+    sample = Sample(tiny_image(0), PROMPT, "Lyon")
+    probe = editor.build_inputs([tiny_image(1)], ["Name it."], ["a dog"])
+    base = editor.logits(probe, answer_window(probe["labels"]))
+    predicted, target = predicted_and_target(editor, sample)
+    assert predicted != target  # the unedited tiny model does not already answer "Lyon"
+    editor.edit(sample)
+    predicted, target = predicted_and_target(editor, sample)
+    assert predicted == target
+    editor.reset()
+    assert torch.equal(editor.logits(probe, answer_window(probe["labels"])), base)
+    editor.close()
+    assert [p.requires_grad for p in model.parameters()] == flags
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_scoring_a_case_after_a_baseline_edit(llava):
+    model, processor = llava
+    editor = BASELINES["ft-l"](model, processor)
+    case = EditCase(
+        index=5,
+        edit=Sample(tiny_image(0), PROMPT, "Lyon"),
+        t_gen=Sample(tiny_image(0), "Name the capital. The answer is:", "Lyon"),
+        m_gen=Sample(tiny_image(2), PROMPT, "Lyon"),
+        t_loc=Sample(None, "nq question: who wrote hamlet", "Shakespeare"),
+        m_loc=Sample(tiny_image(3), "What is this? The answer is:", "a cat"),
+    )
+    reference = locality_reference(editor, [case])
+    unedited = score_cases(editor, [case], reference)[0]
+    assert unedited["t_loc"] == 1.0 and unedited["m_loc"] == 1.0  # unedited agrees with itself
+    editor.edit(case.edit)
+    scores = score_cases(editor, [case], reference)[0]
+    assert scores["index"] == 5 and scores["rel"] == 1.0 and scores["rel_em"] == 1.0
+    assert set(scores) >= {"t_gen", "m_gen", "t_loc", "m_loc", "t_gen_em", "m_gen_em"}
+    editor.close()
+
+
+def test_liveedit_editor_edits_through_the_adapter_and_resets():
+    liveedit = make_liveedit("llava", expert_scale=50.0)
+    rig_routing(liveedit, keep=True)
+    editor = LiveEditEditor(liveedit)
+    sample = Sample(tiny_image(0), PROMPT, "Lyon")
+    inputs = editor.build_inputs([sample.image], [sample.prompt], [sample.target])
+    keep = answer_window(inputs["labels"])
+    base = editor.logits(inputs, keep)
+    editor.edit(sample)
+    assert len(liveedit.edits) == 1
+    assert not torch.equal(editor.logits(inputs, keep), base)
+    editor.reset()
+    assert len(liveedit.edits) == 0 and torch.equal(editor.logits(inputs, keep), base)
+    editor.close()
+    assert liveedit._handles == []  # unloaded
+
+
+def test_evaluate_run_end_to_end_on_a_tiny_mmedit_file(tmp_path):
+    from hf_liveedit.cli import main
+
+    images = tmp_path / "images"
+    images.mkdir()
+    for seed in range(4):
+        tiny_image(seed).save(images / f"{seed}.png")
+    records = [
+        {
+            "src": f"What is shown {i}?",
+            "rephrase": f"Name what is shown {i}.",
+            "pred": "",
+            "alt": "Lyon",
+            "image": f"{i % 4}.png",
+            "image_rephrase": f"{(i + 1) % 4}.png",
+            "loc": "nq question: who wrote hamlet",
+            "loc_ans": "Shakespeare",
+            "m_loc": f"{(i + 2) % 4}.png",
+            "m_loc_q": "What animal is this?",
+            "m_loc_a": "a cat",
+        }
+        for i in range(3)
+    ]
+    data = tmp_path / "evqa_eval.json"
+    data.write_text(json.dumps(records))
+    out = tmp_path / "results"
+    code = main(
+        [
+            "evaluate",
+            "run",
+            "--backbone",
+            "tiny",
+            "--data",
+            str(data),
+            "--image-root",
+            str(images),
+            "--editors",
+            "grace",
+            "--sizes",
+            "1,2",
+            "--max-chunks",
+            "1:2",
+            "--output",
+            str(out),
+        ]
+    )
+    assert code == 0
+    lines = (out / "chunks.jsonl").read_text().splitlines()
+    assert [(json.loads(line)["num_edits"]) for line in lines] == [1, 1, 2]
+    assert "| GRACE | 2 | 1 |" in (out / "results.md").read_text()
+    assert json.loads((out / "run.json").read_text())["finished_at"]
