@@ -165,3 +165,34 @@ def test_rcc_reader_on_hand_made_bundle():
         read_rcc(b"nope" + bundle[4:])
     with pytest.raises(RccError):
         read_rcc(bundle[:60])
+
+
+def test_cli_command_is_registered(tmp_path, capsys):
+    from hf_liveedit.cli import main
+
+    assert main(["build-benchmark", "--fill-preds", "--out", str(tmp_path)]) == 1
+    assert "build it first" in capsys.readouterr().out
+
+
+def test_gcompris_boards_and_credits():
+    from hf_liveedit.data.benchmark.gcompris import animal_photos, photo_credit
+
+    readme = (b"Copyright: Someone, 2018\nLicense: CC-BY-SA 4.0\nFiles:\nkey.svg\n\n"
+              b"Copyright: Kurt Kaiser\nLicense: CC0-1.0\nSource: https://example.org/b.jpg\n"
+              b"Files:\nanimals/bison.webp\n")
+    board = (b'{ "title": qsTr("Bison"), "text": qsTr("Bisons live on the plains."),\n'
+             b'  "image2": "qrc:/gcompris/src/activities/explore_world_animals/resource/'
+             b'animals/bison.webp" }')
+    png = b"\x89PNG fake"
+    files = {
+        "explore_world_animals/resource/README": readme,
+        "explore_world_animals/resource/animals/bison.webp": png,
+        "explore_world_animals/resource/board/board1.qml": board,
+        "explore_monuments/resource/board/board1.qml": board.replace(b"Bison", b"Louvre"),
+    }
+    credit = photo_credit(files, "explore_world_animals/resource/animals/bison.webp")
+    assert credit == ("Copyright: Kurt Kaiser; License: CC0-1.0; "
+                      "Source: https://example.org/b.jpg")
+    animals = animal_photos(files)
+    assert [name for name, _ in animals] == ["Bison"]
+    assert animals[0][1].credit == credit and animals[0][1].key == "bison"

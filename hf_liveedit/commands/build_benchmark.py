@@ -24,6 +24,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="do not run the default backbone; leave `pred` empty")
     preds.add_argument("--fill-preds", action="store_true",
                        help="only fill empty `pred` fields of an existing build")
+    preds.add_argument("--redo-preds", action="store_true",
+                       help="answer every record of an existing build again (backbone changed)")
     parser.add_argument("--batch-size", type=int, default=16, help="prompts per generate call")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -35,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
         args: Parsed flags.
 
     Returns:
-        0 on success, 1 when `--fill-preds` finds no backbone or no build.
+        0 on success, 1 when `--fill-preds`/`--redo-preds` finds no backbone or no build.
     """
     from pathlib import Path
 
@@ -43,12 +45,13 @@ def run(args: argparse.Namespace) -> int:
     from hf_liveedit.data.benchmark.build import refresh_after_preds
     from hf_liveedit.data.benchmark.preds import fill_predictions
 
-    if args.fill_preds:
+    if args.fill_preds or args.redo_preds:
         out = Path(args.out) if args.out else default_benchmark_dir()
         if not (out / "test.json").is_file():
             print(f"no benchmark in {out}: build it first (without --fill-preds)")
             return 1
-        if not fill_predictions(out, progress=not args.quiet, batch_size=args.batch_size):
+        if not fill_predictions(out, progress=not args.quiet, batch_size=args.batch_size,
+                                redo=args.redo_preds):
             print("the default backbone (hf_liveedit.embedded.load_default_backbone) is not "
                   "available; `pred` stays empty")
             return 1

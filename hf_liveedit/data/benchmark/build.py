@@ -222,6 +222,7 @@ def build_benchmark(
         "packages": versions,
         "text_locality_pool": len(text_loc),
         "image_locality_pool": len(image_loc),
+        "photo_credits": {ref.relative_path: ref.credit for ref in images if ref.credit},
     }
     report.preds_missing = finish(out, info, debian)
     return report

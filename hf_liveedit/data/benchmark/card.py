@@ -113,7 +113,8 @@ def render_card(records: list[dict], info: dict, roots_by_package: dict[str, Pat
         f"- records: {total['train']} train, {total['test']} test; entities: "
         f"{entities['train']} train, {entities['test']} test (disjoint by entity)",
         f"- seed {info['seed']}, test share of entities per kind {info['test_fraction']}",
-        f"- images: {info['n_images']}; build time {info['seconds']:.0f} s",
+        f"- images: {info['n_images']}; this build run took {info['seconds']:.0f} s (a rebuild "
+        "reuses unpacked packages and written images)",
         f"- `pred` missing in {info['preds_missing']} records"
         + (" (default backbone not available at build time)" if info["preds_missing"] else ""),
         "",
@@ -162,6 +163,10 @@ def render_card(records: list[dict], info: dict, roots_by_package: dict[str, Pat
         "",
         "The images keep their original licences (GPL, CC-BY-SA and CC-BY among them): "
         "redistributing the built benchmark means passing these attributions and licences on.",
+        "",
+        "### Photo credits (from GCompris's README files)",
+        "",
+        *[f"- `{path}`: {credit}" for path, credit in sorted(info.get("photo_credits", {}).items())],
         "",
         "## Examples",
         "",

@@ -90,10 +90,39 @@ def landmark_images(files: dict[str, bytes]) -> list[tuple[Landmark, ImageRef, I
             key = re.sub(r"[^a-z0-9]+", "-", landmark.name.lower()).strip("-")
             out.append((
                 landmark,
-                ImageRef("gcompris-monuments", key, open_bytes(files[landmark.edit_photo])),
-                ImageRef("gcompris-photos", key, open_bytes(files[landmark.rephrase_photo])),
+                ImageRef("gcompris-monuments", key, open_bytes(files[landmark.edit_photo]),
+                         photo_credit(files, landmark.edit_photo)),
+                ImageRef("gcompris-photos", key, open_bytes(files[landmark.rephrase_photo]),
+                         photo_credit(files, landmark.rephrase_photo)),
             ))
     return out
+
+
+def photo_credit(files: dict[str, bytes], path: str) -> str:
+    """The author, licence and origin GCompris's README files give for one image.
+
+    READMEs hold blank-line separated blocks of ``Key: value`` lines (Copyright, License,
+    Source, Comment) followed by the file names they cover, relative to the README's folder.
+
+    Args:
+        files: Output of :func:`read_bundles`.
+        path: The image's path in ``files``.
+
+    Returns:
+        ``"Copyright ...; License ...; Source ..."`` or ``""`` when no README names the file.
+    """
+    parts = path.split("/")
+    for depth in range(len(parts) - 1, 0, -1):
+        readme = files.get("/".join(parts[:depth] + ["README"]))
+        if readme is None:
+            continue
+        name = "/".join(parts[depth:])
+        for block in readme.decode("utf-8", errors="replace").split("\n\n"):
+            lines = [line.strip() for line in block.strip().splitlines()]
+            if name in lines:
+                return "; ".join(line for line in lines
+                                 if re.match(r"(Copyright|License|Source|Comment):", line))
+    return ""
 
 
 _TITLE = re.compile(r'"title":\s*qsTr\("([^"]+)"\)')
@@ -111,11 +140,12 @@ def animal_photos(files: dict[str, bytes]) -> list[tuple[str, ImageRef]]:
     """
     seen = {}
     for path, data in sorted(files.items()):
-        if "/board/" not in path or not path.endswith(".qml"):
+        if "animals" not in path.split("/")[0] or "/board/" not in path or not path.endswith(".qml"):
             continue
         text = data.decode("utf-8", errors="replace")
         for title, image in zip(_TITLE.findall(text), _IMAGE2.findall(text)):
             if image in files and title not in seen:
                 key = re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")
-                seen[title] = ImageRef("gcompris-animals", key, open_bytes(files[image]))
+                seen[title] = ImageRef("gcompris-animals", key, open_bytes(files[image]),
+                                       photo_credit(files, image))
     return sorted(seen.items())

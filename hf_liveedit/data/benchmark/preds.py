@@ -158,7 +158,8 @@ def base_accuracy(model, processor, out: Path, *, batch_size: int = 16,
     }
 
 
-def fill_predictions(out: Path, *, progress: bool = True, batch_size: int = 16) -> bool:
+def fill_predictions(out: Path, *, progress: bool = True, batch_size: int = 16,
+                     redo: bool = False) -> bool:
     """Fill ``pred`` in ``train.json`` and ``test.json`` where it is empty, then score the backbone.
 
     The base accuracy (:func:`base_accuracy`) is written to ``base_accuracy.json``.
@@ -167,6 +168,7 @@ def fill_predictions(out: Path, *, progress: bool = True, batch_size: int = 16) 
         out: The benchmark folder.
         progress: Show a progress bar.
         batch_size: Prompts per ``generate`` call.
+        redo: Answer every record again (after the backbone changed), not only empty ones.
 
     Returns:
         True if the backbone ran (or nothing was left to do), False if it is not available.
@@ -175,7 +177,7 @@ def fill_predictions(out: Path, *, progress: bool = True, batch_size: int = 16) 
 
     files = {split: out / f"{split}.json" for split in SPLITS}
     records = {s: json.loads(p.read_text(encoding="utf-8")) for s, p in files.items()}
-    todo = [r for rows in records.values() for r in rows if not r["pred"]]
+    todo = [r for rows in records.values() for r in rows if redo or not r["pred"]]
     if not todo and (out / "base_accuracy.json").is_file():
         return True
     backbone = load_backbone()

@@ -31,6 +31,7 @@ class ImageRef:
     source: str
     key: str  # unique within the source; names the stored file
     load: Callable[[], Image.Image] = field(compare=False, repr=False)
+    credit: str = field(default="", compare=False)  # author / licence / origin, where known
 
     @property
     def relative_path(self) -> str:
