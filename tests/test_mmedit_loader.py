@@ -164,3 +164,18 @@ def test_data_card_and_picture_sheet(tmp_path):
     assert "| country/capital | 0 | 1 |" in card and "kgeography-data | 1 |" in card
     with Image.open(tmp_path / "sheet.png") as sheet:
         assert sheet.width > 600 and sheet.height > 200
+
+
+def test_fill_predictions_with_a_real_tiny_llava(tmp_path, monkeypatch):
+    from hf_liveedit.data.benchmark import preds
+    from hf_liveedit.testing.tiny_models import tiny_llava
+
+    _fake_benchmark(tmp_path)
+    (tmp_path / "train.json").write_text("[]", encoding="utf-8")
+    model, processor = tiny_llava()
+    monkeypatch.setattr(preds, "load_backbone", lambda: (model, processor))
+    assert preds.fill_predictions(tmp_path, progress=False, batch_size=2)
+    filled = json.loads((tmp_path / "test.json").read_text(encoding="utf-8"))
+    assert isinstance(filled[0]["pred"], str)
+    scores = json.loads((tmp_path / "base_accuracy.json").read_text(encoding="utf-8"))
+    assert scores["loc"]["n"] == 1 and scores["m_loc"]["n"] == 1
