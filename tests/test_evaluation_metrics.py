@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import pytest
 import torch
 
 from hf_liveedit.data.prompts import format_prompt
+from hf_liveedit.evaluation import METRIC_PATH
 from hf_liveedit.evaluation.cases import case_from_row
 from hf_liveedit.evaluation.metrics import (
     answer_predictions,
@@ -20,7 +20,6 @@ from hf_liveedit.evaluation.metrics import (
     token_match,
 )
 
-METRIC_DIR = Path(__file__).parents[1] / "hf_liveedit" / "evaluation" / "liveedit_metrics"
 IGNORE = -100
 
 
@@ -89,10 +88,10 @@ def test_mean_and_std():
 
 def test_evaluate_module_wraps_the_same_functions():
     evaluate = pytest.importorskip("evaluate")
-    metric = evaluate.load(str(METRIC_DIR))
+    metric = evaluate.load(str(METRIC_PATH))
     result = metric.compute(predictions=[[7, 3], [9]], references=[[7, 8], [9]])
     assert result == {"token_accuracy": 0.75}
-    em = evaluate.load(str(METRIC_DIR), config_name="exact_match")
+    em = evaluate.load(str(METRIC_PATH), config_name="exact_match")
     assert em.compute(predictions=["Paris.", "Rome"], references=["paris", "Lyon"]) == {
         "exact_match": 0.5
     }

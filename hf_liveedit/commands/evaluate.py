@@ -29,8 +29,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     run.add_argument(
         "--adapter",
-        help="Trained LiveEdit adapter folder (generator) for 'liveedit'. "
-        "Without it LiveEdit runs with an untrained generator (smoke tests only).",
+        help="Trained LiveEdit adapter folder (generator) for 'liveedit'. Default: the packaged "
+        "generator (hf_liveedit.pretrained) with --backbone default, an untrained generator "
+        "(smoke tests only) with --backbone tiny.",
     )
     run.add_argument(
         "--data",
@@ -204,7 +205,12 @@ def _run(args: argparse.Namespace) -> int:
     shuffle = None if args.no_shuffle else args.shuffle_seed
     order = record_order(len(cases), shuffle)
     model, processor = _load_backbone(args.backbone)
-    factories = _editor_factories(keys, model, processor, args.adapter)
+    adapter = args.adapter
+    if adapter is None and args.backbone == "default" and "liveedit" in keys:
+        from hf_liveedit.pretrained import default_generator_dir
+
+        adapter = str(default_generator_dir())
+    factories = _editor_factories(keys, model, processor, adapter)
 
     estimates = {}
     print("time estimate (one edit + one scored record per editor):")
@@ -229,7 +235,7 @@ def _run(args: argparse.Namespace) -> int:
         "command": "hf-liveedit " + shlex.join(sys.argv[1:]),
         "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "backbone": args.backbone,
-        "adapter": args.adapter,
+        "adapter": adapter,
         "data": described,
         "num_records": len(cases),
         "order": "file order" if shuffle is None else f"shuffled with seed {shuffle}",
