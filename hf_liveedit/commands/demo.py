@@ -143,10 +143,10 @@ def _run_default(args: argparse.Namespace) -> int:
                 ok = new == old
                 verdict = "unchanged" if ok else "CHANGED"
             hits[label] += ok
-            where = f" [{record[image_field + '_path']}]" if image_field else ""
-            question = textwrap.shorten(record[question_field] + where, 70)
+            where = f"  [{record[image_field + '_path']}]" if image_field else "  [no image]"
+            question = textwrap.shorten(record[question_field], 64) + where
             print(f"  {label:<15}{question}")
-            print(f"  {'':<15}before {old!r:<28} after {new!r:<28} {verdict}")
+            print(f"  {'':<15}before {old!r}  ->  after {new!r}  ({verdict})")
     summary = ", ".join(f"{label} {hits[label]}/{len(records)}" for label, _, _ in PROBES)
     print(f"\nedited or unchanged as intended: {summary}")
     return 0

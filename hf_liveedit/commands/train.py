@@ -50,7 +50,11 @@ DEFAULTS: dict[str, Any] = {
 
 # flag -> (type, help); every flag defaults to "not given" so the YAML file can fill it.
 _FLAGS: dict[str, tuple[Any, str]] = {
-    "backbone": (str, "'default' (the embedded LLaVA) or 'tiny' (random tiny LLaVA, smoke tests)"),
+    "backbone": (
+        str,
+        "'default' (the embedded LLaVA), 'tiny' (random tiny LLaVA, smoke tests) or a saved "
+        "VLLM folder / Hub id",
+    ),
     "data": (
         str,
         "'benchmark' (the packaged benchmark; folder via --image-root) or an MMEdit JSON file",
@@ -141,7 +145,7 @@ def resolve_settings(args: argparse.Namespace) -> dict[str, Any]:
         settings.update(loaded)
     settings.update(given)
     if settings["output_dir"] is None:
-        settings["output_dir"] = f"liveedit-{settings['backbone']}"
+        settings["output_dir"] = f"liveedit-{Path(settings['backbone']).name}"
     return settings
 
 
@@ -154,7 +158,12 @@ def _load_backbone(name: str):
         from hf_liveedit.testing.tiny_models import tiny_llava
 
         return tiny_llava()
-    raise ValueError(f"unknown backbone {name!r}; expected 'default' or 'tiny'")
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    import hf_liveedit.embedded  # noqa: F401  (registers its vision tower with the Auto classes)
+
+    model = AutoModelForImageTextToText.from_pretrained(name)
+    return model.eval(), AutoProcessor.from_pretrained(name)
 
 
 def _load_records(settings: dict[str, Any]):
