@@ -142,3 +142,28 @@ def test_evaluate_run_end_to_end_on_a_tiny_mmedit_file(tmp_path):
     assert [(json.loads(line)["num_edits"]) for line in lines] == [1, 1, 2]
     assert "| GRACE | 2 | 1 |" in (out / "results.md").read_text()
     assert json.loads((out / "run.json").read_text())["finished_at"]
+
+
+def test_liveedit_routing_diagnostics():
+    liveedit = make_liveedit("llava", expert_scale=50.0)
+    rig_routing(liveedit, keep=True)
+    editor = LiveEditEditor(liveedit, diagnostics=True)
+    cases = [
+        EditCase(
+            index=index,
+            edit=Sample(tiny_image(index), PROMPT, "Lyon"),
+            t_gen=None,
+            m_gen=None,
+            t_loc=Sample(None, "nq question: who wrote hamlet", "Shakespeare"),
+            m_loc=None,
+        )
+        for index in (7, 9)
+    ]
+    for case in cases:
+        editor.edit(case.edit)
+    stats = editor.diagnostics(cases, [7, 9])
+    assert stats["rel_recall"] == 1.0  # each edit's own input keeps its own expert
+    assert stats["rel_own_weight"] > 0
+    assert stats["t_loc_any_kept"] == 0.0  # text-only inputs are never routed
+    assert editor.diagnostics(cases, [7]) is None  # a mismatched chunk is not measured
+    editor.close()

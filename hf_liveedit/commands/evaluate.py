@@ -79,6 +79,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="Skip greedy-generation exact match (saves about a third of scoring).",
     )
+    run.add_argument(
+        "--diagnostics",
+        action="store_true",
+        help="Also measure LiveEdit's routing after each chunk (hard-filter recall and precision, "
+        "weight on the own vs other experts, experts kept by locality samples).",
+    )
     run.add_argument("--seed", type=int, default=0, help="Seed of torch and of scored samples.")
     run.add_argument("--output", default="evaluation-results", help="Results folder.")
     run.add_argument("--resume", action="store_true", help="Skip chunks already in the folder.")
@@ -158,15 +164,17 @@ def _load_data(args: argparse.Namespace):
     return dataset, described
 
 
-def _editor_factories(keys: list[str], model, processor, adapter: str | None):
+def _editor_factories(
+    keys: list[str], model, processor, adapter: str | None, diagnostics: bool = False
+):
     from hf_liveedit import LiveEditConfig, get_liveedit_model
     from hf_liveedit.evaluation.editors import BASELINES, LiveEditEditor
 
     def liveedit():
         if adapter:
-            return LiveEditEditor.from_pretrained(model, processor, adapter)
+            return LiveEditEditor.from_pretrained(model, processor, adapter, diagnostics)
         print("warning: no --adapter: LiveEdit runs with an UNTRAINED generator", file=sys.stderr)
-        return LiveEditEditor(get_liveedit_model(model, LiveEditConfig(), processor))
+        return LiveEditEditor(get_liveedit_model(model, LiveEditConfig(), processor), diagnostics)
 
     factories = {"liveedit": liveedit}
     for key in keys:
@@ -210,7 +218,7 @@ def _run(args: argparse.Namespace) -> int:
         from hf_liveedit.pretrained import default_generator_dir
 
         adapter = str(default_generator_dir())
-    factories = _editor_factories(keys, model, processor, adapter)
+    factories = _editor_factories(keys, model, processor, adapter, args.diagnostics)
 
     estimates = {}
     print("time estimate (one edit + one scored record per editor):")

@@ -184,9 +184,11 @@ def run_editor(
         scores = editor.score(
             [cached[i] for i in scored], reference, plan.batch_size, plan.exact_match
         )
+        diagnostics = editor.diagnostics([cached[i] for i in scored], chunk)
         finished = time.perf_counter()
         if on_step:
             on_step(len(scored))
+        extra = {"diagnostics": diagnostics} if diagnostics is not None else {}
         writer.append(
             {
                 "editor": key,
@@ -200,6 +202,7 @@ def run_editor(
                 "edit_seconds": round(edited - started, 3),
                 "score_seconds": round(finished - edited, 3),
                 "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                **extra,
             }
         )
     editor.reset()

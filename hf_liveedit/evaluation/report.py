@@ -68,6 +68,44 @@ def aggregate(chunks: list[dict[str, Any]]) -> dict[str, Any]:
     return summary
 
 
+#: Routing diagnostics shown in the report (LiveEdit with ``--diagnostics``), with headers.
+DIAGNOSTIC_COLUMNS: dict[str, str] = {
+    "rel_recall": "Rel own kept",
+    "t_gen_recall": "T-Gen own kept",
+    "m_gen_recall": "M-Gen own kept",
+    "rel_precision": "Rel precision",
+    "m_gen_precision": "M-Gen precision",
+    "rel_own_weight": "Rel own w",
+    "rel_other_weight": "Rel other w",
+    "m_gen_own_weight": "M-Gen own w",
+    "m_gen_other_weight": "M-Gen other w",
+    "m_loc_any_kept": "M-Loc any kept",
+    "m_loc_weight": "M-Loc w",
+    "t_loc_any_kept": "T-Loc any kept",
+}
+
+
+def diagnostics_table(chunks: list[dict[str, Any]]) -> str | None:
+    """Mean routing diagnostics per editor and N (percent), or None when no chunk has any."""
+    grouped: dict[tuple[str, int], list[dict[str, float]]] = defaultdict(list)
+    names: dict[str, str] = {}
+    for chunk in chunks:
+        if chunk.get("diagnostics"):
+            grouped[(chunk["editor"], chunk["num_edits"])].append(chunk["diagnostics"])
+            names[chunk["editor"]] = chunk.get("name", chunk["editor"])
+    if not grouped:
+        return None
+    header = ["editor", "N", "chunks", *DIAGNOSTIC_COLUMNS.values()]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for (key, size), runs in sorted(grouped.items(), key=lambda item: item[0]):
+        cells = [names[key], str(size), str(len(runs))]
+        for column in DIAGNOSTIC_COLUMNS:
+            values = [run[column] for run in runs if column in run]
+            cells.append(f"{100 * mean(values):.1f}" if values else "-")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def _cell(value: dict[str, Any] | None) -> str:
     if value is None:
         return "-"
@@ -157,7 +195,17 @@ def write_report(
     if with_em:
         paths["exact_match_plot"] = directory / EXACT_MATCH_PLOT_NAME
         plot_metrics(summary, list(EXACT_MATCH_METRICS), paths["exact_match_plot"])
-    paths["table"].write_text(_markdown_page(run, summary, with_em, report_command))
+    page = _markdown_page(run, summary, with_em, report_command)
+    diagnostics = diagnostics_table(chunks)
+    if diagnostics:
+        page += (
+            "\n## Routing diagnostics\n\nPercent, mean over chunks. *own kept*: the record's own "
+            "expert passes the hard filter (recall); *precision*: own expert / experts kept; "
+            "*own w* / *other w*: soft weight on the own expert / on all others; *any kept*: a "
+            "locality sample keeps at least one expert; *M-Loc w*: its total weight.\n\n"
+            + diagnostics
+        )
+    paths["table"].write_text(page)
     return paths
 
 

@@ -115,6 +115,15 @@ class Editor(ABC):
 
         return locality_reference(self, cases, batch_size)
 
+    def diagnostics(self, cases: Sequence[EditCase], edited: Sequence[int]) -> dict | None:
+        """Editor-specific measurements after a chunk's edits (None: this editor has none).
+
+        Args:
+            cases: the scored cases.
+            edited: record indices of the chunk's edits, in the order they were applied.
+        """
+        return None
+
     def score(
         self,
         cases: Sequence[EditCase],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -9,8 +10,9 @@ import torch
 from torch import nn
 from transformers import BatchFeature
 
-from hf_liveedit.evaluation.cases import Sample
+from hf_liveedit.evaluation.cases import EditCase, Sample
 from hf_liveedit.evaluation.editors.base import Editor
+from hf_liveedit.evaluation.metrics import METRICS
 from hf_liveedit.model import LiveEditModel
 
 
@@ -22,27 +24,31 @@ class LiveEditEditor(Editor):
     excludes answer tokens from routing by them; the full logits are computed and the answer
     window is sliced afterwards.
 
+    With ``diagnostics=True`` each chunk also reports how routing behaved (see
+    :meth:`diagnostics`), at the cost of one more prompt-only forward pass per sample.
+
     Args:
         liveedit: a LiveEdit-wrapped model (a trained generator, e.g. from
             :meth:`from_pretrained`).
+        diagnostics: measure routing after each chunk.
     """
 
     name = "LiveEdit"
 
-    def __init__(self, liveedit: LiveEditModel):
+    def __init__(self, liveedit: LiveEditModel, diagnostics: bool = False):
         super().__init__(liveedit.base_model, liveedit.processor)
         self.liveedit = liveedit
+        self.with_diagnostics = diagnostics
 
     @classmethod
     def from_pretrained(
-        cls, model: nn.Module, processor: Any, adapter_dir: str | Path
+        cls, model: nn.Module, processor: Any, adapter_dir: str | Path, diagnostics: bool = False
     ) -> LiveEditEditor:
         """Load a trained LiveEdit adapter (generator only, no stored edits) onto ``model``."""
-        return cls(
-            LiveEditModel.from_pretrained(
-                model, adapter_dir, processor=processor, load_experts=False
-            )
+        liveedit = LiveEditModel.from_pretrained(
+            model, adapter_dir, processor=processor, load_experts=False
         )
+        return cls(liveedit, diagnostics)
 
     def edit(self, sample: Sample) -> None:
         self.liveedit.add_edit(sample.image, sample.prompt, sample.target)
@@ -67,3 +73,61 @@ class LiveEditEditor(Editor):
             pad_token_id=self.processor.tokenizer.pad_token_id,
         )
         return output[:, inputs["input_ids"].shape[1] :]
+
+    @torch.no_grad()
+    def routing_weights(self, samples: Sequence[Sample], batch_size: int = 16) -> torch.Tensor:
+        """``[S, N]`` routing weights of each sample's prompt over the stored experts.
+
+        Zero where the hard filter drops an expert; routing never sees the answer, so prompt-only
+        inputs route exactly as at scoring time.
+        """
+        rows = []
+        for start in range(0, len(samples), batch_size):
+            batch = samples[start : start + batch_size]
+            images = None if batch[0].image is None else [sample.image for sample in batch]
+            inputs = self.build_inputs(images, [sample.prompt for sample in batch])
+            self.liveedit(**inputs, use_cache=False, logits_to_keep=1)
+            rows.append(self.liveedit.hook.cached_weights.float())
+        return torch.cat(rows)
+
+    def diagnostics(self, cases: Sequence[EditCase], edited: Sequence[int]) -> dict | None:
+        """Routing of the chunk's samples over its experts (expert ``k`` = ``edited[k]``).
+
+        For Rel / T-Gen / M-Gen samples: ``recall`` (the record's own expert passes the hard
+        filter), ``precision`` (own expert / experts kept, over samples that keep any),
+        ``own_weight`` and ``other_weight`` (soft weight on the own expert / on the others),
+        ``kept`` (experts kept). For T-Loc / M-Loc samples (which should keep none): ``any_kept``,
+        ``weight`` (total weight) and ``kept``. Means over samples, keyed ``{kind}_{stat}``.
+        """
+        if not self.with_diagnostics or len(self.liveedit.edits) != len(edited):
+            return None
+        expert = {index: position for position, index in enumerate(edited)}
+        out: dict[str, float] = {}
+        for kind in METRICS:
+            present = [case for case in cases if case.sample(kind) is not None]
+            if not present:
+                continue
+            weights = self.routing_weights([case.sample(kind) for case in present])
+            kept = weights > 0
+            if kind in ("t_loc", "m_loc"):
+                stats = {
+                    "any_kept": kept.any(dim=1).float(),
+                    "weight": weights.sum(dim=1),
+                    "kept": kept.sum(dim=1).float(),
+                }
+            else:
+                own = torch.tensor([expert[case.index] for case in present])
+                rows = torch.arange(len(present))
+                own_kept = kept[rows, own].float()
+                some = kept.any(dim=1)
+                stats = {
+                    "recall": own_kept,
+                    "precision": (own_kept / kept.sum(dim=1).clamp(min=1))[some],
+                    "own_weight": weights[rows, own],
+                    "other_weight": weights.sum(dim=1) - weights[rows, own],
+                    "kept": kept.sum(dim=1).float(),
+                }
+            for name, values in stats.items():
+                if len(values):
+                    out[f"{kind}_{name}"] = float(values.mean())
+        return out
