@@ -30,6 +30,8 @@ from hf_liveedit.evaluation.editors.base import Editor
 from hf_liveedit.evaluation.metrics import EXACT_MATCH_METRICS, METRICS, mean
 
 DEFAULT_SIZES: tuple[int, ...] = (1, 10, 100, 1000)
+#: Records whose locality references are computed together (their images are held meanwhile).
+REFERENCE_BLOCK = 64
 
 
 @dataclass
@@ -170,14 +172,20 @@ def run_editor(
         return
     editor.reset()
     to_score = sorted({index for job in jobs for index in job[3]})
-    reference = editor.reference([cases[i] for i in to_score], plan.batch_size)
+    reference: dict[int, dict[str, list[int]]] = {}
+    for start in range(0, len(to_score), REFERENCE_BLOCK):  # bounded memory: images load lazily
+        block = [cases[i] for i in to_score[start : start + REFERENCE_BLOCK]]
+        reference.update(editor.reference(block, plan.batch_size))
     for size, chunk_id, chunk, scored in jobs:
         editor.reset()
         started = time.perf_counter()
+        keep = set(scored)
         cached: dict[int, EditCase] = {}
         for index in chunk:
-            cached[index] = cases[index]
-            editor.edit(cached[index].edit)
+            case = cases[index]
+            editor.edit(case.edit)
+            if index in keep:
+                cached[index] = case
             if on_step:
                 on_step(1)
         edited = time.perf_counter()
