@@ -87,7 +87,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     run.add_argument("--seed", type=int, default=0, help="Seed of torch and of scored samples.")
     run.add_argument("--output", default="evaluation-results", help="Results folder.")
-    run.add_argument("--resume", action="store_true", help="Skip chunks already in the folder.")
+    run.add_argument(
+        "--resume",
+        action="store_true",
+        help="Add to an existing results folder: skip its finished chunks (e.g. after an "
+        "interruption, or to run more editors or sizes into the same table).",
+    )
     run.add_argument(
         "--estimate-only",
         action="store_true",
@@ -258,8 +263,14 @@ def _run(args: argparse.Namespace) -> int:
         },
         "threads": torch.get_num_threads(),
     }
-    if args.resume and run_path.is_file():
-        info["resumed_from"] = json.loads(run_path.read_text())
+    if run_path.is_file():
+        if not args.resume:
+            raise SystemExit(
+                f"{writer.directory} already holds a run: pass --resume to add to it (finished "
+                "chunks are skipped) or choose another --output"
+            )
+        previous = json.loads(run_path.read_text())
+        info["previous_runs"] = previous.pop("previous_runs", []) + [previous]
     run_path.write_text(json.dumps(info, indent=1) + "\n")
     run_protocol(factories, cases, order, plans, writer, resume=args.resume)
     info["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")

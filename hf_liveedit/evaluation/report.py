@@ -213,23 +213,29 @@ def _markdown_page(
     run: dict[str, Any], summary: dict[str, Any], with_em: bool, report_command: str | None
 ) -> str:
     lines = ["# Lifelong editing results", ""]
-    if run:
+    runs = [*run.get("previous_runs", []), run] if run else []
+    for number, part in enumerate(runs, 1):
         lines += [
-            f"- run started: {run.get('started_at', '?')}; last chunk: "
-            f"{run.get('finished_at', 'in progress or interrupted')}",
-            f"- command: `{run.get('command', '?')}`",
-            f"- backbone: {run.get('backbone', '?')}; data: {run.get('data', '?')} "
-            f"({run.get('num_records', '?')} records, order: {run.get('order', '?')})",
+            f"- run {number}: started {part.get('started_at', '?')}, finished "
+            f"{part.get('finished_at', '- (in progress or interrupted)')}",
+            f"  - command: `{part.get('command', '?')}`",
+            f"  - backbone: {part.get('backbone', '?')}; data: {part.get('data', '?')} "
+            f"({part.get('num_records', '?')} records, order: {part.get('order', '?')}); "
+            f"LiveEdit adapter: {part.get('adapter') or '-'}",
         ]
+        for key, plan in part.get("plans", {}).items():
+            chunks = plan.get("max_chunks") or "all"
+            lines.append(
+                f"  - plan `{key}`: N in {plan['sizes']}, max chunks per N {chunks}, "
+                f"scored records per chunk {plan.get('score_limit') or 'all'}"
+            )
     if report_command:
         lines.append(f"- report: `{report_command}`")
-    plans = run.get("plans", {})
-    for key, plan in plans.items():
-        chunks = plan.get("max_chunks") or "all"
-        lines.append(
-            f"- plan `{key}`: N in {plan['sizes']}, max chunks per N {chunks}, "
-            f"scored records per chunk {plan.get('score_limit') or 'all'}"
-        )
+    timings = ", ".join(
+        f"{entry['name']} {sum(row['seconds'] for row in entry['sizes'].values()) / 60:.1f} min"
+        for entry in summary.values()
+    )
+    lines.append(f"- time in edits + scoring (from the chunk timings): {timings}")
     lines += [
         "",
         "Scores in percent, mean ± standard deviation over chunks (no ± with one chunk). "
