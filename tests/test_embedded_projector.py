@@ -91,6 +91,7 @@ def test_names_and_normalization() -> None:
     assert _short_name("A stethoscope lets your doctor listen to your heart.") is None
     assert _short_name("“No U-Turn”.") is None
     assert normalize_answer("The Eiffel Tower!") == "eiffel tower"
+    assert normalize_answer("Flag of the Falkland Islands.") == "flag of falkland islands"
 
 
 def write_rcc(path, files: dict[str, bytes]) -> None:

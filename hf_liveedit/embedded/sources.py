@@ -161,8 +161,8 @@ def load_gemojione() -> list[CaptionedImage]:
     records = []
     for entry in index.values():
         png = GEMOJIONE_DIR / "assets" / "png" / f"{entry['unicode'].upper()}.png"
-        if entry["category"] in ("modifier", "extras") or " tone " in f" {entry['name']} " \
-                or not png.is_file():
+        skin_tone = " tone " in f" {entry['name']} "
+        if entry["category"] in ("modifier", "extras") or skin_tone or not png.is_file():
             continue
         label = entry["name"]
         if entry["category"] == "flags":
