@@ -22,10 +22,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run = actions.add_parser("run", help="Run the protocol and write results + report.")
     run.add_argument(
         "--backbone",
-        choices=["default", "tiny"],
         default="default",
         help="'default': the embedded LLaVA (hf_liveedit.embedded); 'tiny': a random "
-        "tiny LLaVA (smoke tests only, meaningless scores).",
+        "tiny LLaVA (smoke tests only, meaningless scores); or a saved VLLM folder / Hub id.",
     )
     run.add_argument(
         "--adapter",
@@ -140,18 +139,6 @@ def build_plans(args: argparse.Namespace, keys: list[str]):
     return plans
 
 
-def _load_backbone(name: str):
-    if name == "tiny":
-        from hf_liveedit.testing.tiny_models import tiny_llava
-
-        return tiny_llava()
-    try:
-        from hf_liveedit.embedded import load_default_backbone
-    except ImportError as error:
-        raise SystemExit(f"the default backbone is not available ({error})") from error
-    return load_default_backbone()
-
-
 def _load_data(args: argparse.Namespace):
     from hf_liveedit.data import load_benchmark, load_mmedit
 
@@ -217,6 +204,8 @@ def _run(args: argparse.Namespace) -> int:
     cases = CaseSet(dataset)
     shuffle = None if args.no_shuffle else args.shuffle_seed
     order = record_order(len(cases), shuffle)
+    from hf_liveedit.commands.train import _load_backbone  # the same loader as `train`
+
     model, processor = _load_backbone(args.backbone)
     adapter = args.adapter
     if adapter is None and args.backbone == "default" and "liveedit" in keys:
