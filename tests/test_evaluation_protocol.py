@@ -79,12 +79,13 @@ def test_record_order_is_a_seeded_permutation():
 
 
 def test_scored_sample_is_seeded_and_limited():
-    plan = Plan(score_limit=3)
+    plan = Plan(score_limit={10: 3})
     chunk = list(range(10, 20))
     picked = plan.scored(chunk, 10, 0)
     assert len(picked) == 3 and set(picked) <= set(chunk)
     assert plan.scored(chunk, 10, 0) == picked
     assert Plan().scored(chunk, 10, 0) == chunk
+    assert plan.scored(chunk, 100, 0) == chunk  # no limit for that size
 
 
 def test_protocol_resets_before_each_chunk_and_scores_after_all_its_edits(tmp_path):

@@ -54,8 +54,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     run.add_argument(
         "--score-limit",
-        type=int,
-        help="Most records scored per chunk (a seeded sample; all edits applied).",
+        default="",
+        help="Most records scored per chunk, per N, e.g. '100:100,1000:200' (a seeded sample; "
+        "all edits are applied; default: all records).",
     )
     run.add_argument(
         "--override",
@@ -106,7 +107,8 @@ def _sizes(text: str) -> tuple[int, ...]:
     return tuple(int(part) for part in text.split(",") if part.strip())
 
 
-def _max_chunks(text: str) -> dict[int, int]:
+def _per_size(text: str) -> dict[int, int]:
+    """Parse 'N:K,N:K' (per-size counts)."""
     pairs = [part.split(":") for part in text.split(",") if part.strip()]
     return {int(size): int(count) for size, count in pairs}
 
@@ -119,14 +121,14 @@ def build_plans(args: argparse.Namespace, keys: list[str]):
 
     base = Plan(
         sizes=_sizes(args.sizes),
-        max_chunks=_max_chunks(args.max_chunks),
-        score_limit=args.score_limit,
+        max_chunks=_per_size(args.max_chunks),
+        score_limit=_per_size(args.score_limit),
         seed=args.seed,
         batch_size=args.batch_size,
         exact_match=not args.no_exact_match,
     )
     plans = dict.fromkeys(keys, base)
-    parsers = {"sizes": _sizes, "max_chunks": _max_chunks, "score_limit": int}
+    parsers = {"sizes": _sizes, "max_chunks": _per_size, "score_limit": _per_size}
     for override in args.override:
         key, _, setting = override.partition(":")
         field, _, value = setting.partition("=")

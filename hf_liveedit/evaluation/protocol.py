@@ -6,7 +6,7 @@ records; report the mean and spread over chunks. An incomplete last chunk is dro
 chunk has exactly N edits.
 
 Where compute is short, a :class:`Plan` runs a documented subset: at most ``max_chunks[N]``
-chunks of size N (evenly spaced over the record order), and at most ``score_limit`` scored
+chunks of size N (evenly spaced over the record order), and at most ``score_limit[N]`` scored
 records per chunk (a seeded sample of the chunk; every edit of the chunk is still applied).
 """
 
@@ -41,7 +41,7 @@ class Plan:
     Attributes:
         sizes: numbers of sequential edits N.
         max_chunks: per N, the most chunks to run (all when absent).
-        score_limit: the most records scored per chunk (all when None).
+        score_limit: per N, the most records scored per chunk (all when absent).
         seed: seed of the scored-record samples.
         batch_size: samples per forward pass when scoring.
         exact_match: also score greedy-generation exact match.
@@ -49,7 +49,7 @@ class Plan:
 
     sizes: tuple[int, ...] = DEFAULT_SIZES
     max_chunks: dict[int, int] = field(default_factory=dict)
-    score_limit: int | None = None
+    score_limit: dict[int, int] = field(default_factory=dict)
     seed: int = 0
     batch_size: int = 16
     exact_match: bool = True
@@ -60,10 +60,11 @@ class Plan:
 
     def scored(self, chunk: Sequence[int], size: int, chunk_id: int) -> list[int]:
         """The records of ``chunk`` that are scored (a seeded sample past ``score_limit``)."""
-        if self.score_limit is None or len(chunk) <= self.score_limit:
+        limit = self.score_limit.get(size)
+        if limit is None or len(chunk) <= limit:
             return list(chunk)
         rng = random.Random(f"{self.seed}-{size}-{chunk_id}")
-        return sorted(rng.sample(list(chunk), self.score_limit), key=list(chunk).index)
+        return sorted(rng.sample(list(chunk), limit), key=list(chunk).index)
 
 
 def plan_chunks(order: Sequence[int], size: int, max_chunks: int | None = None) -> list[list[int]]:
@@ -305,4 +306,5 @@ def plan_to_json(plan: Plan) -> dict[str, Any]:
     """A plan as JSON-friendly data (for ``run.json``)."""
     data = asdict(plan)
     data["max_chunks"] = {str(size): count for size, count in plan.max_chunks.items()}
+    data["score_limit"] = {str(size): count for size, count in plan.score_limit.items()}
     return data

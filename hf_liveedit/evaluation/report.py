@@ -227,7 +227,7 @@ def _markdown_page(
             chunks = plan.get("max_chunks") or "all"
             lines.append(
                 f"  - plan `{key}`: N in {plan['sizes']}, max chunks per N {chunks}, "
-                f"scored records per chunk {plan.get('score_limit') or 'all'}"
+                f"most scored records per chunk {plan.get('score_limit') or 'all'}"
             )
     if report_command:
         lines.append(f"- report: `{report_command}`")
