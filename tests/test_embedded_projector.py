@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import struct
-import zlib
-
 import pytest
 import torch
 
@@ -16,7 +13,6 @@ from hf_liveedit.embedded.projector import (
     token_accuracy,
     train_projector,
 )
-from hf_liveedit.embedded.qt_rcc import read_rcc
 from hf_liveedit.embedded.sources import CaptionedImage, _short_name
 from hf_liveedit.embedded.tiny import tiny_lite_llava
 
@@ -92,32 +88,3 @@ def test_names_and_normalization() -> None:
     assert _short_name("“No U-Turn”.") is None
     assert normalize_answer("The Eiffel Tower!") == "eiffel tower"
     assert normalize_answer("Flag of the Falkland Islands.") == "flag of falkland islands"
-
-
-def write_rcc(path, files: dict[str, bytes]) -> None:
-    """A version-3 rcc with one directory level and zlib-compressed files."""
-    names = b""
-    name_offsets = {}
-    for name in ["dir", *files]:
-        name_offsets[name] = len(names)
-        names += struct.pack(">HI", len(name), 0) + name.encode("utf-16-be")
-    data, data_offsets = b"", {}
-    for name, content in files.items():
-        data_offsets[name] = len(data)
-        packed = struct.pack(">I", len(content)) + zlib.compress(content)
-        data += struct.pack(">I", len(packed)) + packed
-    node = ">IHII8x"  # name offset, flags, then (count, first) or (country+lang, offset), mtime
-    tree = struct.pack(node, 0, 2, 1, 1)  # root: one child (node 1)
-    tree += struct.pack(node, name_offsets["dir"], 2, len(files), 2)
-    for name in files:
-        tree += struct.pack(node, name_offsets[name], 1, 0, data_offsets[name])
-    header = 24
-    blob = (b"qres" + struct.pack(">IIIII", 3, header, header + len(tree),
-                                  header + len(tree) + len(data), 0) + tree + data + names)
-    path.write_bytes(blob)
-
-
-def test_read_rcc_round_trip(tmp_path) -> None:
-    files = {"a.qml": b"QtObject {}", "b.webp": bytes(range(256)) * 3}
-    write_rcc(tmp_path / "x.rcc", files)
-    assert read_rcc(tmp_path / "x.rcc") == {f"/dir/{k}": v for k, v in files.items()}

@@ -18,8 +18,8 @@ from pathlib import Path
 
 from PIL import Image
 
+from ..data.benchmark.rcc import read_rcc_file
 from .packages import ensure_apt
-from .qt_rcc import read_rcc
 
 
 @dataclass(frozen=True)
@@ -114,7 +114,11 @@ def load_gcompris() -> list[CaptionedImage]:
     """GCompris "explore" activities: photos of monuments and animals with names and facts."""
     records = []
     for activity in GCOMPRIS_ACTIVITIES:
-        files = read_rcc(GCOMPRIS_RCC / f"{activity}.rcc")
+        # QML refers to resources as "qrc:/path"; the reader returns paths without the "/".
+        files = {
+            f"/{path}": data
+            for path, data in read_rcc_file(GCOMPRIS_RCC / f"{activity}.rcc").items()
+        }
         for board in sorted(k for k in files if "/resource/board/" in k and k.endswith(".qml")):
             qml = files[board].decode("utf-8")
             starts = [m.start() for m in re.finditer(r'"title"\s*:', qml)] + [len(qml)]
@@ -128,8 +132,11 @@ def load_gcompris() -> list[CaptionedImage]:
                 name = title.group(1).replace("\\'", "'")
                 first = re.split(r"(?<=[.!?])\s", text.group(1).replace("\\'", "'"))[0]
                 caption = _sentence(first) if len(first.split()) <= 25 else f"A photo of {name}."
-                records.append(CaptionedImage("gcompris", image.group(1), name, caption,
-                                              blob=files[image.group(1)]))
+                records.append(
+                    CaptionedImage(
+                        "gcompris", image.group(1), name, caption, blob=files[image.group(1)]
+                    )
+                )
     return list({r.key: r for r in records}.values())  # a photo may appear on two boards
 
 
@@ -146,8 +153,13 @@ def load_kgeography() -> list[CaptionedImage]:
                 # "French Polynesia (France)" -> "French Polynesia"
                 flags.setdefault(flag, re.sub(r"\s*\(.*\)$", "", name.strip()))
     return [
-        CaptionedImage("kgeography", flag, f"Flag of {name}", f"The flag of {name}.",
-                       path=str(KGEOGRAPHY_DIR / "flags" / flag))
+        CaptionedImage(
+            "kgeography",
+            flag,
+            f"Flag of {name}",
+            f"The flag of {name}.",
+            path=str(KGEOGRAPHY_DIR / "flags" / flag),
+        )
         for flag, name in sorted(flags.items())
     ]
 
@@ -172,24 +184,41 @@ def load_gemojione() -> list[CaptionedImage]:
             name = label[0].upper() + label[1:]
             article = "an" if label[0] in "aeiou" else "a"
             caption = f"An emoji of {article} {label}."
-        records.append(CaptionedImage("gemojione", entry["unicode"], name, caption,
-                                      path=str(png)))
+        records.append(CaptionedImage("gemojione", entry["unicode"], name, caption, path=str(png)))
     return records
 
 
 SOURCES: dict[str, ImageSource] = {
     s.name: s
     for s in (
-        ImageSource("tuxpaint", "tuxpaint-stamps-default",
-                    "Tux Paint rubber stamps (drawings and photos) with English descriptions",
-                    ("*",), load_tuxpaint),
-        ImageSource("gcompris", "gcompris-qt-data",
-                    "GCompris monument and animal photos (explore activities) with names",
-                    ("*", *GCOMPRIS_ACTIVITIES), load_gcompris),
-        ImageSource("kgeography", "kgeography-data",
-                    "KGeography flags of countries and regions", ("*",), load_kgeography),
-        ImageSource("gemojione", "ruby-gemojione", "EmojiOne emoji images with Unicode names",
-                    ("assets/",), load_gemojione),
+        ImageSource(
+            "tuxpaint",
+            "tuxpaint-stamps-default",
+            "Tux Paint rubber stamps (drawings and photos) with English descriptions",
+            ("*",),
+            load_tuxpaint,
+        ),
+        ImageSource(
+            "gcompris",
+            "gcompris-qt-data",
+            "GCompris monument and animal photos (explore activities) with names",
+            ("*", *GCOMPRIS_ACTIVITIES),
+            load_gcompris,
+        ),
+        ImageSource(
+            "kgeography",
+            "kgeography-data",
+            "KGeography flags of countries and regions",
+            ("*",),
+            load_kgeography,
+        ),
+        ImageSource(
+            "gemojione",
+            "ruby-gemojione",
+            "EmojiOne emoji images with Unicode names",
+            ("assets/",),
+            load_gemojione,
+        ),
     )
 }
 
