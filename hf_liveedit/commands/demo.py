@@ -31,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="Which model to edit. 'default': the embedded LLaVA with the packaged trained "
         "generator, edits from the benchmark's test split (the default once `hf-liveedit "
-        "build-backbone` has built it). 'tiny': a random tiny LLaVA with a rigged router (a "
+        "build-backbone` has built it and a trained generator is packaged). 'tiny': a random tiny LLaVA with a rigged router (a "
         "smoke test of the mechanics, not of quality; the default otherwise).",
     )
     parser.add_argument(
@@ -54,13 +54,19 @@ def run(args: argparse.Namespace) -> int:
     Returns:
         0 on success.
     """
-    backbone = args.backbone or ("default" if _default_backbone_built() else "tiny")
+    backbone = args.backbone or ("default" if _default_backbone_ready() else "tiny")
     return _run_default(args) if backbone == "default" else _run_tiny(args)
 
 
-def _default_backbone_built() -> bool:
+def _default_backbone_ready() -> bool:
+    """Whether the default backbone is built and a trained generator for it is packaged."""
     from hf_liveedit.embedded import default_cache_dir
+    from hf_liveedit.pretrained import default_generator_dir
 
+    try:
+        default_generator_dir()
+    except FileNotFoundError:
+        return False
     return (default_cache_dir() / "model" / "build_info.json").is_file()
 
 
