@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import random
 import textwrap
+from pathlib import Path
 
 HELP = "Apply a few edits to a VLLM and print its answers before and after each edit."
 
@@ -28,11 +29,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--backbone",
         choices=["default", "tiny"],
-        default=None,
+        default="default",
         help="Which model to edit. 'default': the embedded LLaVA with the packaged trained "
-        "generator, edits from the benchmark's test split (the default once `hf-liveedit "
-        "build-backbone` has built it and a trained generator is packaged). 'tiny': a random tiny LLaVA with a rigged router (a "
-        "smoke test of the mechanics, not of quality; the default otherwise).",
+        "generator and edits from the benchmark's test split; the backbone (about 14 min) and "
+        "the benchmark (about 2 min) are built into the cache first if missing. 'tiny': a random "
+        "tiny LLaVA with a rigged router (seconds; a smoke test of the mechanics, not of "
+        "quality).",
     )
     parser.add_argument(
         "--generator", default=None, help="LiveEdit adapter folder (default: the packaged one)"
@@ -54,20 +56,20 @@ def run(args: argparse.Namespace) -> int:
     Returns:
         0 on success.
     """
-    backbone = args.backbone or ("default" if _default_backbone_ready() else "tiny")
-    return _run_default(args) if backbone == "default" else _run_tiny(args)
+    return _run_default(args) if args.backbone == "default" else _run_tiny(args)
 
 
-def _default_backbone_ready() -> bool:
-    """Whether the default backbone is built and a trained generator for it is packaged."""
+def _ensure_built(benchmark_dir: str | None) -> None:
+    """Build the default backbone and the benchmark into the cache if they are missing."""
+    from hf_liveedit.data.benchmark import build_benchmark, default_benchmark_dir
     from hf_liveedit.embedded import default_cache_dir
-    from hf_liveedit.pretrained import default_generator_dir
 
-    try:
-        default_generator_dir()
-    except FileNotFoundError:
-        return False
-    return (default_cache_dir() / "model" / "build_info.json").is_file()
+    if not (default_cache_dir() / "model" / "build_info.json").is_file():
+        print("the default backbone is not built yet: building it once (about 14 min on 2 cores)")
+    benchmark = default_benchmark_dir() if benchmark_dir is None else benchmark_dir
+    if not (Path(benchmark) / "test.json").is_file():
+        print("the benchmark is not built yet: building it once (about 2 min)")
+        build_benchmark(benchmark, fill_preds=False)
 
 
 def _answers(liveedit, images, prompts: list[str], max_new_tokens: int) -> list[str]:
@@ -100,6 +102,7 @@ def _run_default(args: argparse.Namespace) -> int:
     from hf_liveedit.embedded import load_default_backbone
     from hf_liveedit.pretrained import default_generator_dir
 
+    _ensure_built(args.benchmark_dir)
     torch.manual_seed(args.seed)
     model, processor = load_default_backbone()
     processor.tokenizer.padding_side = "left"  # batched generation continues on the right
