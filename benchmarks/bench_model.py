@@ -20,6 +20,8 @@ from pathlib import Path
 import torch
 
 from hf_liveedit import LiveEditConfig, LiveEditModel, get_liveedit_model
+from hf_liveedit.modules import ExpertBatch
+from hf_liveedit.repository import TENSOR_NAMES, EditRecord
 
 
 def load(backbone: str, generator: str | None) -> tuple[LiveEditModel, list[tuple], list[tuple]]:
@@ -103,16 +105,35 @@ def bench_storage(liveedit: LiveEditModel, pool: list[tuple], count: int) -> Non
     liveedit.repository.to(dtype=liveedit.liveedit_config.torch_expert_dtype)
 
 
+def repeat_stored(liveedit: LiveEditModel, count: int) -> None:
+    """Store ``count`` more edits that repeat the stored experts cyclically (new ids).
+
+    Routing and fusion costs depend only on how many experts are stored and kept, not on how
+    they were made, so this fills a large repository without paying ``add_edit`` for each.
+    """
+    repository = liveedit.repository
+    index = torch.arange(count) % len(repository)
+    experts = ExpertBatch(**{name: repository.tensor(name)[index] for name in TENSOR_NAMES})
+    stored = repository.records
+    repository.add(
+        experts,
+        [EditRecord.new(stored[i].prompt, stored[i].target, stored[i].image_sha256) for i in index],
+    )
+
+
 def bench_generate(
     liveedit: LiveEditModel,
     pool: list[tuple],
     queries: list[tuple],
     sizes: list[int],
     new_tokens: int,
+    generate_up_to: int | None = None,
 ) -> None:
     print(
         f"\n### generate throughput ({len(queries)} prompts, batch 1, {new_tokens} new tokens, greedy)\n"
     )
+    if generate_up_to is not None:
+        print(f"Edits beyond the first {generate_up_to} repeat the generated experts (new ids).\n")
     print(
         "| stored edits | tokens/s edited | tokens/s unedited | ratio | experts kept per input (mean) |"
     )
@@ -132,10 +153,13 @@ def bench_generate(
         return time.perf_counter() - start, kept / len(inputs)
 
     for size in sizes:
-        missing = size - len(liveedit.edits)
+        cap = size if generate_up_to is None else min(size, generate_up_to)
+        missing = cap - len(liveedit.edits)
         if missing > 0:
             images, prompts, targets = zip(*itertools.islice(stream, missing))
             liveedit.add_edits(images, prompts, targets, batch_size=16, progress=missing > 64)
+        if size > len(liveedit.edits):
+            repeat_stored(liveedit, size - len(liveedit.edits))
         edited_times, base_times, kept = [], [], 0.0
         for _ in range(2):  # interleave to share the machine's noise
             with liveedit.disable_adapter():
@@ -158,14 +182,25 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[0, 100, 1000, 10000])
     parser.add_argument("--new-tokens", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=20, help="edits timed for add_edit latency")
+    parser.add_argument(
+        "--generate-up-to",
+        type=int,
+        default=None,
+        help="make at most this many experts with add_edits; larger sizes repeat them",
+    )
+    parser.add_argument(
+        "--skip", nargs="*", default=[], choices=["add_edit", "storage"], help="tables to skip"
+    )
     args = parser.parse_args()
     torch.manual_seed(0)
     liveedit, pool, queries = load(args.backbone, args.generator)
     print(f"backbone: {args.backbone}; torch threads: {torch.get_num_threads()}")
     with torch.no_grad():
-        bench_add_edit(liveedit, pool, args.repeats)
-        bench_storage(liveedit, pool, min(64, len(pool)))
-        bench_generate(liveedit, pool, queries, args.sizes, args.new_tokens)
+        if "add_edit" not in args.skip:
+            bench_add_edit(liveedit, pool, args.repeats)
+        if "storage" not in args.skip:
+            bench_storage(liveedit, pool, min(64, len(pool)))
+        bench_generate(liveedit, pool, queries, args.sizes, args.new_tokens, args.generate_up_to)
 
 
 if __name__ == "__main__":
