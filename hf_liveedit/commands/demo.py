@@ -62,9 +62,9 @@ def run(args: argparse.Namespace) -> int:
 def _ensure_built(benchmark_dir: str | None) -> None:
     """Build the default backbone and the benchmark into the cache if they are missing."""
     from hf_liveedit.data.benchmark import build_benchmark, default_benchmark_dir
-    from hf_liveedit.embedded import default_cache_dir
+    from hf_liveedit.embedded import default_backbone_built
 
-    if not (default_cache_dir() / "model" / "build_info.json").is_file():
+    if not default_backbone_built():
         print("the default backbone is not built yet: building it once (about 14 min on 2 cores)")
     benchmark = default_benchmark_dir() if benchmark_dir is None else benchmark_dir
     if not (Path(benchmark) / "test.json").is_file():

@@ -7,7 +7,12 @@ transformers' Auto classes, which ``from_pretrained`` of the saved LLaVA needs.
 
 from __future__ import annotations
 
-from .build import build_default_backbone, default_cache_dir, load_default_backbone
+from .build import (
+    build_default_backbone,
+    default_backbone_built,
+    default_cache_dir,
+    load_default_backbone,
+)
 from .packages import MissingPackageError
 from .vision import EfficientNetLiteVisionConfig, EfficientNetLiteVisionModel
 
@@ -16,6 +21,7 @@ __all__ = [
     "EfficientNetLiteVisionModel",
     "MissingPackageError",
     "build_default_backbone",
+    "default_backbone_built",
     "default_cache_dir",
     "load_default_backbone",
 ]

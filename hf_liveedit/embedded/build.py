@@ -117,8 +117,14 @@ def _vision_features(model, processor, records: list[CaptionedImage], path: Path
     return features.float()
 
 
-def _is_built(model_dir: Path) -> bool:
-    info = model_dir / BUILD_INFO
+def default_backbone_built(cache_dir: str | Path | None = None) -> bool:
+    """Whether the cache holds a finished build of the current recipe (nothing left to build).
+
+    Args:
+        cache_dir: Cache folder (default :func:`default_cache_dir`).
+    """
+    cache = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
+    info = cache / "model" / BUILD_INFO
     return info.is_file() and json.loads(info.read_text()).get("recipe") == RECIPE_VERSION
 
 
@@ -143,7 +149,7 @@ def build_default_backbone(cache_dir: str | Path | None = None, force: bool = Fa
     """
     cache = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
     model_dir, work = cache / "model", cache / "work"
-    if _is_built(model_dir) and not force:
+    if default_backbone_built(cache) and not force:
         return model_dir
     work.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
