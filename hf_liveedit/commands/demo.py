@@ -60,16 +60,19 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _ensure_built(benchmark_dir: str | None) -> None:
-    """Build the default backbone and the benchmark into the cache if they are missing."""
+    """Build the benchmark, and announce the backbone build, when they are missing from the cache.
+
+    The backbone itself is built by ``load_default_backbone``.
+    """
     from hf_liveedit.data.benchmark import build_benchmark, default_benchmark_dir
     from hf_liveedit.embedded import default_backbone_built
 
-    if not default_backbone_built():
-        print("the default backbone is not built yet: building it once (about 14 min on 2 cores)")
     benchmark = default_benchmark_dir() if benchmark_dir is None else benchmark_dir
     if not (Path(benchmark) / "test.json").is_file():
         print("the benchmark is not built yet: building it once (about 2 min)")
         build_benchmark(benchmark, fill_preds=False)
+    if not default_backbone_built():
+        print("the default backbone is not built yet: building it once (about 14 min on 2 cores)")
 
 
 def _answers(liveedit, images, prompts: list[str], max_new_tokens: int) -> list[str]:
