@@ -29,6 +29,7 @@ from .persistence import (
     FORMAT_VERSION,
     GENERATOR_WEIGHTS_NAME,
     atomic_directory,
+    check_base_model_sha256,
     check_fingerprint,
     state_dict_sha256,
     write_json,
@@ -294,6 +295,16 @@ class LiveEditModel(nn.Module):
         """The base model's fingerprint plus the edited layer."""
         return {**self.adapter.fingerprint(), "edit_layer": self.liveedit_config.edit_layer}
 
+    def base_model_sha256(self) -> str:
+        """SHA-256 of every weight and buffer of the base model: its identity.
+
+        Recorded with the generator and the experts when they are saved and checked when they
+        are loaded, so that they are never applied silently to a model with the same
+        architecture but other weights. Computed from the exact bytes, so the same checkpoint
+        loaded in another dtype hashes differently. About 1 s per 500 MB of weights.
+        """
+        return state_dict_sha256(self.base_model.state_dict())
+
     def generator_sha256(self) -> str:
         """SHA-256 of the current generator weights (experts are only valid with these)."""
         return state_dict_sha256(self.liveedit_modules.state_dict())
@@ -307,10 +318,12 @@ class LiveEditModel(nn.Module):
             save_directory: target folder (created or replaced; other files in it are kept).
             metrics: editing metrics to show in the model card, if measured.
         """
+        base_model_sha256 = self.base_model_sha256()
         with atomic_directory(save_directory) as staging:
             self.liveedit_config.save_pretrained(
                 staging,
                 base_model_fingerprint=self.fingerprint(),
+                base_model_sha256=base_model_sha256,
                 generator_sha256=self.generator_sha256(),
                 format_version=FORMAT_VERSION,
             )
@@ -318,10 +331,10 @@ class LiveEditModel(nn.Module):
                 key: value.contiguous() for key, value in self.liveedit_modules.state_dict().items()
             }
             save_file(state, str(staging / GENERATOR_WEIGHTS_NAME))
-            self._write_experts(staging)
+            self._write_experts(staging, base_model_sha256)
             card = render_model_card(
                 self.liveedit_config,
-                self.fingerprint(),
+                {**self.fingerprint(), "sha256": base_model_sha256},
                 self.edits,
                 metrics,
                 repo_id=str(save_directory),
@@ -330,29 +343,39 @@ class LiveEditModel(nn.Module):
 
     def save_experts(self, save_directory: str | Path) -> None:
         """Save only the expert repository (``experts.safetensors`` + ``edits.json``), atomically."""
+        base_model_sha256 = self.base_model_sha256()
         with atomic_directory(save_directory) as staging:
-            self._write_experts(staging)
+            self._write_experts(staging, base_model_sha256)
 
-    def _write_experts(self, directory: Path) -> None:
+    def _write_experts(self, directory: Path, base_model_sha256: str) -> None:
         save_file(self.repository.state_dict(), str(directory / EXPERTS_WEIGHTS_NAME))
         write_json(
             directory / EDITS_NAME,
             {
                 "format_version": FORMAT_VERSION,
                 "base_model_fingerprint": self.fingerprint(),
+                "base_model_sha256": base_model_sha256,
                 "generator_sha256": self.generator_sha256(),
                 "expert_dtype": str(self.repository.dtype).removeprefix("torch."),
                 "edits": [record.to_dict() for record in self.edits],
             },
         )
 
-    def load_experts(self, directory: str | Path, allow_generator_mismatch: bool = False) -> None:
+    def load_experts(
+        self,
+        directory: str | Path,
+        allow_generator_mismatch: bool = False,
+        allow_base_model_mismatch: bool = False,
+    ) -> None:
         """Replace the repository with experts saved by :meth:`save_experts` / :meth:`save_pretrained`.
 
         Args:
             directory: local folder or Hub repo id.
             allow_generator_mismatch: load experts made by other generator weights (their
                 routing features will not match this generator's; for debugging only).
+            allow_base_model_mismatch: load experts made on a base model with the same
+                architecture but other weights (see :meth:`base_model_sha256`) with a warning
+                instead of an error.
 
         Raises:
             ValueError: the experts were made for another base model, layer or generator. The
@@ -360,9 +383,15 @@ class LiveEditModel(nn.Module):
         """
         folder = resolve_directory(directory)
         meta = json.loads((folder / EDITS_NAME).read_text())
-        check_fingerprint(
-            self.fingerprint(), meta["base_model_fingerprint"], f"The experts in {folder}"
-        )
+        what = f"The experts in {folder}"
+        check_fingerprint(self.fingerprint(), meta["base_model_fingerprint"], what)
+        if meta.get("base_model_sha256") is not None:
+            check_base_model_sha256(
+                meta["base_model_sha256"],
+                self.base_model_sha256(),
+                what,
+                allow_base_model_mismatch,
+            )
         if not allow_generator_mismatch and meta["generator_sha256"] != self.generator_sha256():
             raise ValueError(
                 f"The experts in {folder} were made by a different generator (sha256 "
@@ -381,6 +410,7 @@ class LiveEditModel(nn.Module):
         load_experts: bool = True,
         revision: str | None = None,
         token: str | None = None,
+        allow_base_model_mismatch: bool = False,
     ) -> LiveEditModel:
         """Load a saved adapter (local folder or Hub repo) onto ``model``.
 
@@ -390,6 +420,11 @@ class LiveEditModel(nn.Module):
             processor: the base model's processor.
             load_experts: also load the saved expert repository, if present.
             revision, token: passed to the Hub download.
+            allow_base_model_mismatch: load an adapter made on a model with the same
+                architecture but other weights (see :meth:`base_model_sha256`) with a warning
+                instead of an error, e.g. to start training a generator for a new backbone
+                from an existing one. Adapters saved without a recorded hash load without
+                this check.
 
         Raises:
             ValueError: the adapter was made for another base model.
@@ -398,12 +433,20 @@ class LiveEditModel(nn.Module):
         config, extra = LiveEditConfig.from_pretrained(folder)
         adapter = get_backbone_adapter(model, processor)
         expected = {**adapter.fingerprint(), "edit_layer": config.edit_layer}
-        check_fingerprint(expected, extra["base_model_fingerprint"], f"The adapter in {folder}")
+        what = f"The adapter in {folder}"
+        check_fingerprint(expected, extra["base_model_fingerprint"], what)
+        if extra.get("base_model_sha256") is not None:  # checked before the hooks are attached
+            check_base_model_sha256(
+                extra["base_model_sha256"],
+                state_dict_sha256(model.state_dict()),
+                what,
+                allow_base_model_mismatch,
+            )
         liveedit = cls(model, config, processor)
         state = load_file(str(folder / GENERATOR_WEIGHTS_NAME))
         liveedit.liveedit_modules.load_state_dict(state)
         if load_experts and (folder / EDITS_NAME).is_file():
-            liveedit.load_experts(folder)
+            liveedit.load_experts(folder, allow_base_model_mismatch=allow_base_model_mismatch)
         return liveedit
 
     def push_to_hub(

@@ -19,6 +19,7 @@ import os
 import shutil
 import tempfile
 import uuid
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -37,8 +38,38 @@ def state_dict_sha256(state_dict: dict[str, torch.Tensor]) -> str:
     for name in sorted(state_dict):
         tensor = state_dict[name].detach().cpu().contiguous()
         digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)};".encode())
-        digest.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+        if tensor.numel():  # hashed in place: no copy of the (possibly large) weights
+            digest.update(tensor.reshape(-1).view(torch.uint8).numpy())
     return digest.hexdigest()
+
+
+def check_base_model_sha256(
+    recorded: str | None, current: str, what: str, allow_mismatch: bool = False
+) -> None:
+    """Refuse (or, with ``allow_mismatch``, loudly warn about) weights made for another backbone.
+
+    Args:
+        recorded: ``base_model_sha256`` read from the file; ``None`` for files saved before
+            hf-liveedit recorded it (accepted: only the fingerprint can be checked then).
+        current: :meth:`LiveEditModel.base_model_sha256` of the model they are loaded onto.
+        what: What is being loaded, for the message (e.g. "The adapter in out/").
+        allow_mismatch: Warn instead of raising.
+
+    Raises:
+        ValueError: The hashes differ and ``allow_mismatch`` is False.
+    """
+    if recorded is None or recorded == current:
+        return
+    message = (
+        f"{what} was made for a base model whose weights hash to {recorded[:16]}..., but this "
+        f"model's weights hash to {current[:16]}...: same architecture, different weights (another "
+        "build or checkpoint, or the same one loaded in another dtype). Its edits may not take or "
+        "may leak. Load it onto the model it was made for, retrain it for this one, or pass "
+        "allow_base_model_mismatch=True to use it anyway."
+    )
+    if not allow_mismatch:
+        raise ValueError(message)
+    warnings.warn(message, stacklevel=3)
 
 
 def check_fingerprint(expected: dict[str, Any], found: dict[str, Any], what: str) -> None:

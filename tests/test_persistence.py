@@ -6,9 +6,9 @@ import json
 
 import pytest
 import torch
-from conftest import PROMPT, TARGET, make_liveedit, rig_routing
+from conftest import PROMPT, TARGET, TINY_CONFIG, make_liveedit, rig_routing
 
-from hf_liveedit import LiveEditModel
+from hf_liveedit import LiveEditConfig, LiveEditModel, get_liveedit_model
 from hf_liveedit.testing.tiny_models import SUPPORTED_TINY_MODELS, tiny_image
 
 SAVED_FILES = {
@@ -164,3 +164,87 @@ def test_from_pretrained_without_network_names_the_repo():
     base, processor = SUPPORTED_TINY_MODELS["llava"]()
     with pytest.raises(Exception, match="me/not-downloadable"):
         LiveEditModel.from_pretrained(base, "me/not-downloadable", processor=processor)
+
+
+def _other_weights(family: str = "llava"):
+    """The same tiny architecture with one weight changed by one ulp-sized step."""
+    base, processor = SUPPORTED_TINY_MODELS[family]()
+    with torch.no_grad():
+        weight = base.get_input_embeddings().weight
+        weight[0, 0] = torch.nextafter(weight[0, 0], torch.tensor(float("inf")))
+    return base, processor
+
+
+def test_base_model_hash_is_the_identity_of_the_weights():
+    liveedit = make_liveedit("llava")
+    same = make_liveedit("llava")
+    other = LiveEditModel(_other_weights()[0], LiveEditConfig(**TINY_CONFIG))
+    assert len(liveedit.base_model_sha256()) == 64
+    assert liveedit.base_model_sha256() == same.base_model_sha256()
+    assert liveedit.base_model_sha256() != other.base_model_sha256()
+    # the generator's weights are not part of the backbone's identity
+    with torch.no_grad():
+        same.liveedit_modules.sentinel.add_(1.0)
+    assert same.base_model_sha256() == liveedit.base_model_sha256()
+    # dtype is part of it: the same checkpoint in bfloat16 is another model numerically
+    half = SUPPORTED_TINY_MODELS["llava"]()[0].to(torch.bfloat16)
+    assert LiveEditModel(half, LiveEditConfig(**TINY_CONFIG)).base_model_sha256() != (
+        liveedit.base_model_sha256()
+    )
+
+
+def test_adapter_and_experts_record_the_base_model_hash(tmp_path):
+    liveedit = edited_model()
+    liveedit.save_pretrained(tmp_path / "adapter")
+    liveedit.save_experts(tmp_path / "experts")
+    config = json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())
+    edits = json.loads((tmp_path / "experts" / "edits.json").read_text())
+    assert config["base_model_sha256"] == edits["base_model_sha256"]
+    assert config["base_model_sha256"] == liveedit.base_model_sha256()
+    assert liveedit.base_model_sha256() in (tmp_path / "adapter" / "README.md").read_text()
+
+
+def test_an_adapter_on_other_weights_of_the_same_architecture_is_refused(tmp_path):
+    liveedit = edited_model()
+    liveedit.save_pretrained(tmp_path)
+    base, processor = _other_weights()
+    reference = base.state_dict()["lm_head.weight"].clone()
+    inputs = liveedit.build_inputs([tiny_image(0)], [PROMPT])
+    before = logits(base, inputs)
+    with pytest.raises(ValueError, match="hash to .*allow_base_model_mismatch=True"):
+        LiveEditModel.from_pretrained(base, tmp_path, processor=processor)
+    # the refusal leaves the model as it was: no hook attached, no weight touched
+    assert torch.equal(logits(base, inputs), before)
+    assert torch.equal(base.state_dict()["lm_head.weight"], reference)
+    with pytest.warns(UserWarning, match="hash to"):
+        loaded = LiveEditModel.from_pretrained(
+            base, tmp_path, processor=processor, allow_base_model_mismatch=True
+        )
+    assert loaded.edits == liveedit.edits
+
+
+def test_experts_on_other_weights_are_refused_and_the_repository_kept(tmp_path):
+    edited_model().save_experts(tmp_path)
+    base, processor = _other_weights()
+    torch.manual_seed(0)
+    other = get_liveedit_model(base, LiveEditConfig(**TINY_CONFIG), processor=processor)
+    rig_routing(other, keep=True)
+    other.add_edit(tiny_image(3), PROMPT, "kept")
+    with pytest.raises(ValueError, match="hash to"):
+        other.load_experts(tmp_path, allow_generator_mismatch=True)
+    assert [record.target for record in other.edits] == ["kept"]
+    with pytest.warns(UserWarning, match="hash to"):
+        other.load_experts(tmp_path, allow_generator_mismatch=True, allow_base_model_mismatch=True)
+    assert len(other.edits) == 2
+
+
+def test_adapters_saved_before_the_hash_was_recorded_still_load(tmp_path):
+    liveedit = edited_model()
+    liveedit.save_pretrained(tmp_path)
+    for name in ("adapter_config.json", "edits.json"):
+        payload = json.loads((tmp_path / name).read_text())
+        del payload["base_model_sha256"]
+        (tmp_path / name).write_text(json.dumps(payload))
+    base, processor = _other_weights()  # unknowable without a hash: only the fingerprint counts
+    loaded = LiveEditModel.from_pretrained(base, tmp_path, processor=processor)
+    assert loaded.edits == liveedit.edits

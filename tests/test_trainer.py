@@ -213,6 +213,62 @@ def test_checkpoint_of_another_backbone_is_refused(tmp_path):
         trainer.load_generator(tmp_path / "adapter")
 
 
+def test_checkpoint_of_other_weights_is_refused_unless_allowed(tmp_path):
+    source = make_liveedit()
+    with torch.no_grad():
+        source.liveedit_modules.sentinel.add_(1.0)
+        source.base_model.get_input_embeddings().weight[0, 0] += 1.0  # another build
+    source.save_pretrained(tmp_path / "adapter")
+    trainer = LiveEditTrainer(make_liveedit(), args=training_args(tmp_path))
+    with pytest.raises(ValueError, match="hash to"):
+        trainer.load_generator(tmp_path / "adapter")
+    with pytest.warns(UserWarning, match="hash to"):
+        trainer.load_generator(tmp_path / "adapter", allow_base_model_mismatch=True)
+    assert trainer.liveedit.generator_sha256() == source.generator_sha256()
+
+
+def test_train_command_starts_from_another_backbones_generator(tmp_path):
+    source = make_liveedit("llava", module_dim=32, num_heads=4)
+    with torch.no_grad():
+        source.liveedit_modules.sentinel.add_(1.0)
+        source.base_model.get_input_embeddings().weight[0, 0] += 1.0  # another build
+    source.save_pretrained(tmp_path / "init")
+    data = tmp_path / "data.json"
+    records = make_records(2)
+    for i, record in enumerate(records):
+        for field in ("image", "image_rephrase", "m_loc"):
+            record[field].save(tmp_path / f"{field}-{i}.png")
+            record[field] = f"{field}-{i}.png"
+    data.write_text(json.dumps(records))
+    args = [
+        "train",
+        "--backbone",
+        "tiny",
+        "--data",
+        str(data),
+        "--init-from",
+        str(tmp_path / "init"),
+    ]
+    args += [
+        "--batch-size",
+        "2",
+        "--max-steps",
+        "1",
+        "--learning-rate",
+        "0",
+        "--logging-steps",
+        "1",
+    ]
+    args += ["--output-dir", str(tmp_path / "out")]
+    with pytest.warns(UserWarning, match="hash to"):
+        assert cli.main(args) == 0
+    trained = json.loads((tmp_path / "out" / "adapter_config.json").read_text())
+    assert trained["generator_sha256"] == source.generator_sha256()  # lr 0: the initial weights
+    assert trained["base_model_sha256"] == make_liveedit().base_model_sha256()  # the new backbone
+    with pytest.raises(ValueError, match="exclude each other"):
+        cli.main([*args, "--resume", str(tmp_path / "init")])
+
+
 def test_float16_export_loads_with_the_recorded_generator_hash(tmp_path):
     liveedit = make_liveedit()
     export_generator(liveedit, tmp_path / "export")

@@ -13,7 +13,11 @@ from transformers import Trainer, TrainingArguments
 
 from hf_liveedit.config import LiveEditConfig
 from hf_liveedit.model import LiveEditModel
-from hf_liveedit.persistence import GENERATOR_WEIGHTS_NAME, check_fingerprint
+from hf_liveedit.persistence import (
+    GENERATOR_WEIGHTS_NAME,
+    check_base_model_sha256,
+    check_fingerprint,
+)
 
 from .collator import LiveEditDataCollator
 from .model import LOSS_TERMS, LiveEditTrainingModel
@@ -175,8 +179,14 @@ class LiveEditTrainer(Trainer):
     def _load_best_model(self) -> None:
         self.load_generator(self.state.best_model_checkpoint)
 
-    def load_generator(self, folder: str | Path) -> None:
+    def load_generator(self, folder: str | Path, allow_base_model_mismatch: bool = False) -> None:
         """Load the LiveEdit modules' weights from an adapter folder or checkpoint.
+
+        Args:
+            folder: The adapter folder or checkpoint.
+            allow_base_model_mismatch: Warn instead of raising when the folder was saved on a
+                base model with other weights (e.g. to start training for a new backbone from a
+                generator trained on another one).
 
         Raises:
             ValueError: the folder was saved for another base model or edit layer.
@@ -184,8 +194,14 @@ class LiveEditTrainer(Trainer):
         folder = Path(folder)
         _, extra = LiveEditConfig.from_pretrained(folder)
         liveedit = self.liveedit
-        check_fingerprint(
-            liveedit.fingerprint(), extra["base_model_fingerprint"], f"The checkpoint in {folder}"
-        )
+        what = f"The checkpoint in {folder}"
+        check_fingerprint(liveedit.fingerprint(), extra["base_model_fingerprint"], what)
+        if extra.get("base_model_sha256") is not None:
+            check_base_model_sha256(
+                extra["base_model_sha256"],
+                liveedit.base_model_sha256(),
+                what,
+                allow_base_model_mismatch,
+            )
         state = load_file(str(folder / GENERATOR_WEIGHTS_NAME))
         liveedit.liveedit_modules.load_state_dict(state)

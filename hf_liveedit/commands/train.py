@@ -40,6 +40,7 @@ DEFAULTS: dict[str, Any] = {
     "num_threads": None,
     "cache_hidden_states": True,
     "resume": None,
+    "init_from": None,
     "export": None,
     "rel_weight": 1.0,
     "gen_weight": 1.0,
@@ -82,6 +83,11 @@ _FLAGS: dict[str, tuple[Any, str]] = {
     "logging_steps": (int, "log the loss terms every N steps"),
     "seed": (int, "random seed"),
     "num_threads": (int, "torch CPU threads"),
+    "init_from": (
+        str,
+        "start from the weights of this adapter folder (e.g. a generator trained for another "
+        "build of the same architecture) instead of random ones; it fixes the module sizes",
+    ),
     "export": (str, "also write the final generator with float16 weights to this folder"),
     "rel_weight": (float, "weight of l_rel"),
     "gen_weight": (float, "weight of l_gen"),
@@ -212,8 +218,10 @@ def run(args: argparse.Namespace) -> int:
         resume = get_last_checkpoint(str(output_dir)) if output_dir.is_dir() else None
         if resume is None:
             raise FileNotFoundError(f"--resume: no checkpoint-* folder in {output_dir}")
-    if resume:  # the checkpoint fixes the module sizes
-        config, _ = LiveEditConfig.from_pretrained(resume)
+    if resume and settings["init_from"]:
+        raise ValueError("--resume and --init-from exclude each other: a checkpoint has weights")
+    if resume or settings["init_from"]:  # the saved adapter fixes the module sizes
+        config, _ = LiveEditConfig.from_pretrained(resume or settings["init_from"])
     else:
         config = LiveEditConfig(
             module_dim=settings["module_dim"],
@@ -251,6 +259,8 @@ def run(args: argparse.Namespace) -> int:
         soft_routing_weight=settings["soft_routing_weight"],
     )
     trainer = LiveEditTrainer(liveedit, args=training_args, train_dataset=dataset)
+    if settings["init_from"]:  # starting a generator for this backbone: another one is the point
+        trainer.load_generator(settings["init_from"], allow_base_model_mismatch=True)
     print(
         f"training {sum(p.numel() for p in liveedit.liveedit_modules.parameters()):,} LiveEdit "
         f"parameters on {len(dataset)} records (layer {liveedit.liveedit_config.edit_layer} of "
