@@ -1,10 +1,13 @@
-"""``hf-liveedit build-backbone``: build the embedded default LLaVA into the cache."""
+"""``hf-liveedit build-backbone``: assemble the embedded default LLaVA into the cache."""
 
 from __future__ import annotations
 
 import argparse
 
-HELP = "Build the embedded default backbone (EfficientNet-Lite0 + SmolLM2 LLaVA) into the cache."
+HELP = (
+    "Assemble the embedded default backbone (EfficientNet-Lite0 + packaged projector + SmolLM2 "
+    "LLaVA) into the cache."
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -13,17 +16,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     Args:
         parser: The sub-command parser.
     """
-    parser.add_argument("--cache-dir", default=None,
-                        help="cache folder (default: $HF_LIVEEDIT_CACHE/default-backbone or "
-                             "~/.cache/hf_liveedit/default-backbone)")
-    parser.add_argument("--force", action="store_true",
-                        help="rebuild the model even if a finished build exists")
-    parser.add_argument("--no-install", action="store_true",
-                        help="do not install missing pip/apt packages; fail naming them")
+    parser.add_argument(
+        "--cache-dir",
+        default=None,
+        help="cache folder (default: $HF_LIVEEDIT_CACHE/default-backbone or "
+        "~/.cache/hf_liveedit/default-backbone)",
+    )
+    parser.add_argument(
+        "--force", action="store_true", help="rebuild the model even if a finished build exists"
+    )
+    parser.add_argument(
+        "--projector",
+        default=None,
+        help="a folder written by `hf-liveedit train-projector` to use instead of the packaged "
+        "projector (gives another backbone, which the packaged generator refuses)",
+    )
+    parser.add_argument(
+        "--no-install",
+        action="store_true",
+        help="do not install missing pip packages; fail naming them",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
-    """Build (or find) the backbone and print where it is and its held-out scores.
+    """Build (or find) the backbone and print where it is and its weights' SHA-256.
 
     Args:
         args: Parsed options.
@@ -38,12 +54,16 @@ def run(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
-        model_dir = build_default_backbone(args.cache_dir, force=args.force,
-                                           install=not args.no_install)
+        model_dir = build_default_backbone(
+            args.cache_dir,
+            force=args.force,
+            install=not args.no_install,
+            projector_dir=args.projector,
+        )
     except MissingPackageError as error:
         print(f"error: {error}")
         return 1
     info = json.loads((model_dir / "build_info.json").read_text())
     print(f"default backbone: {model_dir}")
-    print(json.dumps({"metrics": info["metrics"], "timings_s": info["timings_s"]}, indent=1))
+    print(json.dumps(info, indent=1))
     return 0

@@ -1,6 +1,7 @@
 """The embedded default backbone: a LLaVA built from pretrained parts that ship in registry packages.
 
-``build_default_backbone()`` builds it once into the cache; ``load_default_backbone()`` returns
+``build_default_backbone()`` assembles it once into the cache (no training: the projector ships
+with the package, so every machine gets the same weights); ``load_default_backbone()`` returns
 ``(model, processor)``. Importing this package registers the EfficientNet-Lite vision classes with
 transformers' Auto classes, which ``from_pretrained`` of the saved LLaVA needs.
 """
@@ -12,6 +13,7 @@ from .build import (
     default_backbone_built,
     default_cache_dir,
     load_default_backbone,
+    packaged_projector_dir,
 )
 from .packages import MissingPackageError
 from .vision import EfficientNetLiteVisionConfig, EfficientNetLiteVisionModel
@@ -24,4 +26,5 @@ __all__ = [
     "default_backbone_built",
     "default_cache_dir",
     "load_default_backbone",
+    "packaged_projector_dir",
 ]

