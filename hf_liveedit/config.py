@@ -59,6 +59,16 @@ class LiveEditConfig:
             "tokens). False is the paper's behaviour: text-only inputs are never edited."
         },
     )
+    soft_routing_visual_weight: float = field(
+        default=0.0,
+        metadata={
+            "help": "Weight w of the visual margin in the soft-routing score: s_e = sim(psi_in, "
+            "psi_e) + w (sim(phi_in, phi_e) - sim(phi_in, phi_sentinel)). 0 is the paper's "
+            "score, which sees only the prompt, so every kept edit of one relation gets the same "
+            "weight; w > 0 (with a router trained for it, see hf_liveedit.trainers.routing_stage) "
+            "gives the weight to the edit whose image matches."
+        },
+    )
     expert_dtype: str = field(
         default="float32",
         metadata={"help": "Storage dtype of the expert repository: float32, float16 or bfloat16."},
@@ -85,6 +95,14 @@ class LiveEditConfig:
         if self.module_dim % self.num_heads:
             raise ValueError(
                 f"module_dim ({self.module_dim}) must be divisible by num_heads ({self.num_heads})"
+            )
+        if (
+            not math.isfinite(self.soft_routing_visual_weight)
+            or self.soft_routing_visual_weight < 0
+        ):
+            raise ValueError(
+                "soft_routing_visual_weight must be a finite number >= 0, got "
+                f"{self.soft_routing_visual_weight!r}"
             )
         if self.backend not in ("auto", "torch", "triton"):
             raise ValueError(f"backend must be 'auto', 'torch' or 'triton', got {self.backend!r}")

@@ -90,6 +90,7 @@ class EditLayerHook:
             norm.weight,
             norm.bias,
             norm.eps,
+            self.modules.soft_routing_visual_weight,
             backend=self.backend,
         )
         self.cached_weights = weights

@@ -21,7 +21,14 @@ import math
 import torch
 import torch.nn.functional as F
 
-__all__ = ["similarity", "compute_routing", "soft_weights", "fuse_experts", "route_and_fuse"]
+__all__ = [
+    "similarity",
+    "routing_scores",
+    "compute_routing",
+    "soft_weights",
+    "fuse_experts",
+    "route_and_fuse",
+]
 
 
 def similarity(a: torch.Tensor, b: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
@@ -48,6 +55,30 @@ def similarity(a: torch.Tensor, b: torch.Tensor, chunk: int = 4096) -> torch.Ten
     return products * (1.0 / (k * math.sqrt(d_m)))
 
 
+def routing_scores(
+    phi_in: torch.Tensor,
+    psi_in: torch.Tensor,
+    phi_sentinel: torch.Tensor,
+    phi_experts: torch.Tensor,
+    psi_experts: torch.Tensor,
+    visual_weight: float = 0.0,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The three quantities routing decides on (differentiable; training uses them too).
+
+    Returns:
+        ``(visual [B, N], threshold [B], scores [B, N])``, float32: ``sim(phi_in, phi_e)``, the
+        sentinel's ``sim(phi_in, phi_sentinel)`` and the soft score ``s_e = sim(psi_in, psi_e) +
+        visual_weight * (visual - threshold)`` (the paper's score when ``visual_weight`` is 0).
+    """
+    k, d_m = phi_in.shape[-2:]
+    threshold = (phi_in.float() * phi_sentinel.float()).flatten(1).sum(-1) / (k * math.sqrt(d_m))
+    visual = similarity(phi_in, phi_experts)
+    scores = similarity(psi_in, psi_experts)
+    if visual_weight:
+        scores = scores + visual_weight * (visual - threshold[:, None])
+    return visual, threshold, scores
+
+
 def compute_routing(
     phi_in: torch.Tensor,
     psi_in: torch.Tensor,
@@ -55,12 +86,14 @@ def compute_routing(
     phi_experts: torch.Tensor,
     psi_experts: torch.Tensor,
     routable: torch.Tensor,
+    visual_weight: float = 0.0,
 ) -> torch.Tensor:
     """Hard routing against the sentinel, then sigmoid x softmax weights over the kept set.
 
     Expert ``e`` is kept for input ``b`` iff ``sim(phi_in_b, phi_e) > sim(phi_in_b, phi_sentinel_b)``
-    and the input is routable; its weight is ``sigmoid(s_e) * softmax_{kept}(s)_e`` with
-    ``s_e = sim(psi_in_b, psi_e)``.
+    and the input is routable; its weight is ``sigmoid(s_e) * softmax_{kept}(s_e)`` with the soft
+    score ``s_e`` of :func:`routing_scores` (the paper's ``sim(psi_in_b, psi_e)`` when
+    ``visual_weight`` is 0; see ``LiveEditConfig.soft_routing_visual_weight``).
 
     Returns:
         ``[B, N]`` float32 weights, zero for experts that are not kept.
@@ -68,10 +101,11 @@ def compute_routing(
     num_inputs, num_experts = phi_in.shape[0], phi_experts.shape[0]
     if num_experts == 0:
         return phi_in.new_zeros((num_inputs, 0), dtype=torch.float32)
-    threshold = (phi_in.float() * phi_sentinel.float()).flatten(1).sum(-1)
-    threshold = threshold / (phi_in.shape[-2] * math.sqrt(phi_in.shape[-1]))
-    kept = (similarity(phi_in, phi_experts) > threshold[:, None]) & routable[:, None]
-    return soft_weights(similarity(psi_in, psi_experts), kept)
+    visual, threshold, scores = routing_scores(
+        phi_in, psi_in, phi_sentinel, phi_experts, psi_experts, visual_weight
+    )
+    kept = (visual > threshold[:, None]) & routable[:, None]
+    return soft_weights(scores, kept)
 
 
 def soft_weights(scores: torch.Tensor, kept: torch.Tensor) -> torch.Tensor:
@@ -149,12 +183,15 @@ def route_and_fuse(
     norm_weight: torch.Tensor,
     norm_bias: torch.Tensor,
     norm_eps: float,
+    visual_weight: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Route one batch of inputs over the repository and fuse the kept experts.
 
     Returns:
         ``(fused_hidden [B, L, d], weights [B, N])``; the weights are what decoding steps reuse.
     """
-    weights = compute_routing(phi_in, psi_in, phi_sentinel, phi_experts, psi_experts, routable)
+    weights = compute_routing(
+        phi_in, psi_in, phi_sentinel, phi_experts, psi_experts, routable, visual_weight
+    )
     fused = fuse_experts(hidden, weights, up, down, norm_weight, norm_bias, norm_eps)
     return fused, weights

@@ -82,19 +82,21 @@ def compute_routing(
     phi_experts: torch.Tensor,
     psi_experts: torch.Tensor,
     routable: torch.Tensor,
+    visual_weight: float = 0.0,
     *,
     backend: Backend = "auto",
 ) -> torch.Tensor:
     """Routing weights; see :func:`hf_liveedit.routing.compute_routing`.
 
     Args:
-        phi_in, psi_in, phi_sentinel, phi_experts, psi_experts, routable: as the reference.
+        phi_in, psi_in, phi_sentinel, phi_experts, psi_experts, routable, visual_weight: as the
+            reference.
         backend: implementation to use (see :func:`resolve_backend`).
 
     Returns:
         ``[B, N]`` float32 weights, zero for experts that are not kept.
     """
-    args = (phi_in, psi_in, phi_sentinel, phi_experts, psi_experts, routable)
+    args = (phi_in, psi_in, phi_sentinel, phi_experts, psi_experts, routable, visual_weight)
     if resolve_backend(backend, *args[:5]) == "torch":
         return routing.compute_routing(*args)
     from .routing_triton import compute_routing_triton
@@ -145,6 +147,7 @@ def route_and_fuse(
     norm_weight: torch.Tensor,
     norm_bias: torch.Tensor,
     norm_eps: float,
+    visual_weight: float = 0.0,
     *,
     backend: Backend = "auto",
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -152,14 +155,22 @@ def route_and_fuse(
 
     Args:
         hidden, phi_in, psi_in, phi_sentinel, routable, phi_experts, psi_experts, up, down,
-            norm_weight, norm_bias, norm_eps: as :func:`hf_liveedit.routing.route_and_fuse`.
+            norm_weight, norm_bias, norm_eps, visual_weight: as
+            :func:`hf_liveedit.routing.route_and_fuse`.
         backend: implementation to use (see :func:`resolve_backend`).
 
     Returns:
         ``(fused_hidden [B, L, d], weights [B, N])``; decoding steps reuse the weights.
     """
     weights = compute_routing(
-        phi_in, psi_in, phi_sentinel, phi_experts, psi_experts, routable, backend=backend
+        phi_in,
+        psi_in,
+        phi_sentinel,
+        phi_experts,
+        psi_experts,
+        routable,
+        visual_weight,
+        backend=backend,
     )
     fused = fuse_experts(
         hidden, weights, up, down, norm_weight, norm_bias, norm_eps, backend=backend

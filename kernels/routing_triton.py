@@ -44,6 +44,7 @@ def _routing_logits_kernel(
     num_experts,
     feat_size,
     scale,
+    visual_weight,
     num_splits,
     BLOCK_B: tl.constexpr,
     BLOCK_N: tl.constexpr,
@@ -91,7 +92,8 @@ def _routing_logits_kernel(
             hard += tl.reduce(phi[:, None, :] * phi_e[None, :, :], 2, ADD)
             soft += tl.reduce(psi[:, None, :] * psi_e[None, :, :], 2, ADD)
         kept = (hard * scale > threshold[:, None]) & routable[:, None] & mask_n[None, :]
-        logits = tl.where(kept, soft * scale, float("-inf"))
+        scores = soft * scale + visual_weight * (hard * scale - threshold[:, None])
+        logits = tl.where(kept, scores, float("-inf"))
         out_offs = offs_b.to(tl.int64)[:, None] * num_experts + offs_n[None, :]
         tl.store(logits_ptr + out_offs, logits, mask=mask_b[:, None] & mask_n[None, :])
         # Online softmax; a row that has kept nothing yet has max -inf: shift it by 0 instead.
@@ -204,6 +206,7 @@ def compute_routing_triton(
     phi_experts: torch.Tensor,
     psi_experts: torch.Tensor,
     routable: torch.Tensor,
+    visual_weight: float = 0.0,
     blocks: RoutingBlocks | None = None,
 ) -> torch.Tensor:
     """Triton version of :func:`hf_liveedit.routing.compute_routing` (same contract).
@@ -212,6 +215,7 @@ def compute_routing_triton(
         phi_in, psi_in, phi_sentinel: ``[B, k, d_m]`` input-side features (any float dtype).
         phi_experts, psi_experts: ``[N, k, d_m]`` stored routing features (any float dtype).
         routable: ``[B]`` bool.
+        visual_weight: weight of the visual margin in the soft score (0: the paper's score).
         blocks: launch configuration (default: :meth:`RoutingBlocks.default`).
 
     Returns:
@@ -236,7 +240,8 @@ def compute_routing_triton(
     _routing_logits_kernel[(num_b_blocks, num_splits)](
         flat(phi_in), flat(psi_in), flat(phi_sentinel), routable.to(torch.int8).contiguous(),
         flat(phi_experts), flat(psi_experts), weights, split_max, split_sum,
-        num_inputs, num_experts, feat_size, 1.0 / (k * math.sqrt(d_m)), num_splits,
+        num_inputs, num_experts, feat_size, 1.0 / (k * math.sqrt(d_m)), float(visual_weight),
+        num_splits,
         BLOCK_B=blocks.block_b, BLOCK_N=blocks.block_n, BLOCK_F=blocks.block_f,
         num_warps=blocks.num_warps,
     )

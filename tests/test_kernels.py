@@ -136,8 +136,9 @@ class Literal:
     margin: float  # smallest |sim(phi_in, phi_e) - threshold|: how far from a tie the data is
 
 
-def literal_route_and_fuse(case: Case) -> Literal:
-    """``kept = sim(phi, phi_e) > sim(phi, phi_sentinel)``, ``w = sigmoid(s) softmax_kept(s)``,
+def literal_route_and_fuse(case: Case, visual_weight: float = 0.0) -> Literal:
+    """``kept = sim(phi, phi_e) > sim(phi, phi_sentinel)``, ``w = sigmoid(s) softmax_kept(s)``
+    with ``s = sim(psi, psi_e) + visual_weight (sim(phi, phi_e) - sim(phi, phi_sentinel))``,
     ``h + sum_e w_e ReLU(LN(h) U_e^T) V_e``."""
     c = Case(**{name: value.cpu().double() if value.is_floating_point() else value.cpu()
                 for name, value in vars(case).items()})
@@ -156,7 +157,12 @@ def literal_route_and_fuse(case: Case) -> Literal:
             hard = sim(c.phi_in[b], c.phi_experts[e])
             margin = min(margin, abs(hard - threshold))
             kept[b, e] = bool(c.routable[b]) and hard > threshold
-        soft = {e: sim(c.psi_in[b], c.psi_experts[e]) for e in range(num_experts) if kept[b, e]}
+        soft = {
+            e: sim(c.psi_in[b], c.psi_experts[e])
+            + visual_weight * (sim(c.phi_in[b], c.phi_experts[e]) - threshold)
+            for e in range(num_experts)
+            if kept[b, e]
+        }
         total = sum(math.exp(s) for s in soft.values())
         for e, s in soft.items():
             weights[b, e] = 1 / (1 + math.exp(-s)) * math.exp(s) / total
@@ -206,6 +212,18 @@ def test_reference_matches_literal(kind: str) -> None:
     assert_matches(weights, fused, literal_route_and_fuse(case), case)
 
 
+@pytest.mark.parametrize("kind", ["mixed", "all"])
+def test_reference_visual_soft_score_matches_literal(kind: str) -> None:
+    case = make_case(kind, seed=1)
+    fused, weights = routing.route_and_fuse(*case.all_args(), 0.7)
+    expected = literal_route_and_fuse(case, visual_weight=0.7)
+    assert_matches(weights, fused, expected, case)
+    # the visual term changes the weights (not the kept sets) where more than one is kept
+    paper = literal_route_and_fuse(case)
+    assert torch.equal(expected.kept, paper.kept)
+    assert not torch.allclose(expected.weights, paper.weights)
+
+
 def test_reference_kept_sets_differ_across_the_batch() -> None:
     case = make_case("mixed", seed=1)
     kept = routing.compute_routing(*case.routing_args()) > 0
@@ -233,6 +251,12 @@ def test_kernels_match_reference_and_literal(kernels, kind: str) -> None:
     torch.testing.assert_close(weights, ref_weights, rtol=1e-5, atol=1e-7)
     torch.testing.assert_close(fused, ref_fused, rtol=1e-5, atol=1e-5)
     assert_matches(weights, fused, literal_route_and_fuse(case), case)
+
+
+def test_kernels_visual_soft_score_match_literal(kernels) -> None:
+    case = make_case("mixed", seed=1)
+    fused, weights = route_and_fuse(*case.all_args(), 0.7, backend="triton")
+    assert_matches(weights, fused, literal_route_and_fuse(case, visual_weight=0.7), case)
 
 
 @pytest.mark.parametrize(

@@ -35,7 +35,7 @@ from hf_liveedit.backbones.base import IGNORE_INDEX
 from hf_liveedit.layer import layer_output_hidden, replace_layer_output_hidden
 from hf_liveedit.model import LiveEditModel
 from hf_liveedit.modules import InputFeatures, Spans
-from hf_liveedit.routing import fuse_experts, similarity, soft_weights
+from hf_liveedit.routing import fuse_experts, routing_scores, similarity, soft_weights
 
 from .cache import HiddenStateCache, run_above_edit_layer
 from .collator import RowKind
@@ -108,10 +108,11 @@ class _AnswerLogits:
 
 @dataclass
 class _ExpertBank:
-    """The batch's experts (one per record, made from its edit row) and their ``psi_e``."""
+    """The batch's experts (one per record, made from its edit row) and their ``phi_e``, ``psi_e``."""
 
     up: torch.Tensor
     down: torch.Tensor
+    phi: torch.Tensor
     psi: torch.Tensor
 
 
@@ -171,7 +172,10 @@ class LiveEditTrainingModel(nn.Module):
             experts = modules.make_experts(hidden, spans)  # edit-side features of every row
             features = modules.input_features(hidden, spans)
             bank = _ExpertBank(
-                experts.up[edit_rows], experts.down[edit_rows], experts.psi[edit_rows]
+                experts.up[edit_rows],
+                experts.down[edit_rows],
+                experts.phi[edit_rows],
+                experts.psi[edit_rows],
             )
             made.update(experts=experts, features=features, bank=bank)
             return self._fuse(hidden, features, bank, expert_mask)
@@ -234,10 +238,17 @@ class LiveEditTrainingModel(nn.Module):
         mask: torch.Tensor,
     ) -> torch.Tensor:
         """Mix each row's chosen batch experts, weighted as soft routing weights them."""
-        weights = soft_weights(
-            similarity(features.psi, bank.psi), mask & features.routable[:, None]
+        modules = self.liveedit.liveedit_modules
+        _, _, scores = routing_scores(
+            features.phi,
+            features.psi,
+            features.phi_sentinel,
+            bank.phi,
+            bank.psi,
+            modules.soft_routing_visual_weight,
         )
-        norm = self.liveedit.liveedit_modules.expert_norm
+        weights = soft_weights(scores, mask & features.routable[:, None])
+        norm = modules.expert_norm
         return fuse_experts(hidden, weights, bank.up, bank.down, norm.weight, norm.bias, norm.eps)
 
     def _answer_logits(

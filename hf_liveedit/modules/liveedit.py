@@ -45,6 +45,7 @@ class LiveEditModules(nn.Module):
     def __init__(self, config: LiveEditConfig, hidden_size: int, num_sentinel_tokens: int):
         super().__init__()
         self.edit_text_only_inputs = config.edit_text_only_inputs
+        self.soft_routing_visual_weight = config.soft_routing_visual_weight
         self.generator = ExpertGenerator(
             hidden_size, config.module_dim, config.rank, config.num_heads, config.scale
         )
