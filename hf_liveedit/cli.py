@@ -18,6 +18,8 @@ COMMANDS: dict[str, str] = {
     "evaluate": "evaluate",
     "build-benchmark": "build_benchmark",
     "build-backbone": "build_backbone",
+    "train-projector": "train_projector",
+    "train-router": "train_router",
 }
 
 
@@ -29,7 +31,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     for name, module_name in COMMANDS.items():
         module = importlib.import_module(f"hf_liveedit.commands.{module_name}")
-        command_parser = sub.add_parser(name, help=module.HELP, description=module.HELP)
+        # commands whose flags come from dataclasses provide them as a parent parser
+        parents = [module.argument_parser()] if hasattr(module, "argument_parser") else []
+        command_parser = sub.add_parser(
+            name, help=module.HELP, description=module.HELP, parents=parents
+        )
         module.add_arguments(command_parser)
         command_parser.set_defaults(_run=module.run)
     return parser
