@@ -71,6 +71,7 @@ def test_scoring_a_case_after_a_baseline_edit(llava):
     scores = score_cases(editor, [case], reference)[0]
     assert scores["index"] == 5 and scores["rel"] == 1.0 and scores["rel_em"] == 1.0
     assert set(scores) >= {"t_gen", "m_gen", "t_loc", "m_loc", "t_gen_em", "m_gen_em"}
+    assert scores["n_loc"] is None and "n_loc_same" not in scores  # no neighbour attached
     editor.close()
 
 

@@ -168,6 +168,7 @@ def test_aggregate_gives_mean_and_std_over_chunks():
     assert summary["a"]["sizes"]["10"]["rel"]["std"] == 0.0
     table = markdown_table(summary, exact_match=False)
     assert "| A | 1 | 2 | 75.00 ± 35.36 |" in table and "| B | 1 | 1 | 20.00 |" in table
+    assert "| avg | N-Loc |" in table and table.splitlines()[-1].endswith("| 20.00 | - |")
 
 
 def test_report_command_writes_table_plot_and_summary(tmp_path):

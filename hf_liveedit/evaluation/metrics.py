@@ -2,10 +2,11 @@
 
 Rel, T-Gen and M-Gen are teacher-forced **token accuracy**: the prompt and the target are fed
 together, the argmax at each target position is compared with the target token, and each sample
-scores the fraction it gets right. T-Loc and M-Loc compare two sets of argmax tokens instead:
-the fraction of locality-answer positions where the edited model predicts what the unedited
-model predicts. Both reduce to :func:`token_match`; the ``evaluate`` metric module
-(:mod:`hf_liveedit.evaluation.liveedit_metrics`) wraps the same functions.
+scores the fraction it gets right. T-Loc, M-Loc and N-Loc compare two sets of argmax tokens
+instead: the fraction of locality-answer positions where the edited model predicts what the
+unedited model predicts (N-Loc asks the edited question on a neighbour's image: another entity of
+the same relation, not edited). Both reduce to :func:`token_match`; the ``evaluate`` metric
+module (:mod:`hf_liveedit.evaluation.liveedit_metrics`) wraps the same functions.
 
 Logits at position ``t`` predict token ``t + 1``, so the prediction for an answer token at
 position ``p`` is read at ``p - 1`` (:func:`answer_predictions`).
@@ -22,10 +23,13 @@ import torch
 
 IGNORE_INDEX = -100
 
-#: Teacher-forced metrics, in table order.
-METRICS: tuple[str, ...] = ("rel", "t_gen", "m_gen", "t_loc", "m_loc")
-#: Greedy-generation exact match, the stricter extra, for the generality-type samples.
-EXACT_MATCH_METRICS: tuple[str, ...] = ("rel_em", "t_gen_em", "m_gen_em")
+#: The five teacher-forced metrics the papers report; ``avg`` is their mean.
+PAPER_METRICS: tuple[str, ...] = ("rel", "t_gen", "m_gen", "t_loc", "m_loc")
+#: Teacher-forced metrics, in table order: the papers' five and neighbourhood locality (N-Loc).
+METRICS: tuple[str, ...] = PAPER_METRICS + ("n_loc",)
+#: Greedy-generation figures, the stricter extras: exact match with the target for the
+#: generality-type samples; for N-Loc, whether the greedy answer is the unedited model's.
+EXACT_MATCH_METRICS: tuple[str, ...] = ("rel_em", "t_gen_em", "m_gen_em", "n_loc_same")
 #: Display names.
 METRIC_NAMES: dict[str, str] = {
     "rel": "Rel",
@@ -33,9 +37,11 @@ METRIC_NAMES: dict[str, str] = {
     "m_gen": "M-Gen",
     "t_loc": "T-Loc",
     "m_loc": "M-Loc",
+    "n_loc": "N-Loc",
     "rel_em": "Rel EM",
     "t_gen_em": "T-Gen EM",
     "m_gen_em": "M-Gen EM",
+    "n_loc_same": "N-Loc same",
 }
 
 
@@ -87,7 +93,7 @@ def token_match(
     """Per sample, the fraction of positions where the prediction equals the reference.
 
     With the target tokens as references this is token accuracy (Rel, T-Gen, M-Gen); with the
-    unedited model's argmax tokens it is locality (T-Loc, M-Loc).
+    unedited model's argmax tokens it is locality (T-Loc, M-Loc, N-Loc).
 
     Args:
         predictions: token ids per sample.
@@ -137,6 +143,23 @@ def exact_match(generated: str, target: str) -> float:
     if not expected:
         raise ValueError("exact_match needs a non-empty target")
     return float(normalize_answer(generated) == expected)
+
+
+def same_answer(edited: str, unedited: str) -> float:
+    """1.0 when the edited model's greedy answer is the unedited model's, else 0.0 (N-Loc same).
+
+    The strings are compared as they are (no normalisation): any change of the decoded answer
+    counts. Both answers are generated the same way (see
+    :func:`~hf_liveedit.evaluation.scoring.greedy_answer_tokens`).
+
+    Args:
+        edited: the decoded greedy answer after the edits.
+        unedited: the decoded greedy answer of the unedited model.
+
+    Returns:
+        1.0 or 0.0.
+    """
+    return float(edited == unedited)
 
 
 def mean(values: Sequence[float]) -> float:

@@ -8,6 +8,11 @@ chunk has exactly N edits.
 Where compute is short, a :class:`Plan` runs a documented subset: at most ``max_chunks[N]``
 chunks of size N (evenly spaced over the record order), and at most ``score_limit[N]`` scored
 records per chunk (a seeded sample of the chunk; every edit of the chunk is still applied).
+
+Neighbourhood locality (N-Loc) asks each scored record's edit prompt on the edit image of a
+neighbour: another entity of the same relation whose edit the chunk did not apply
+(:class:`Neighbours`). The neighbour depends on the chunk, so its unedited reference is computed
+per chunk, right after the reset and before the chunk's edits.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import json
 import os
 import random
 import time
+from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import asdict, dataclass, field
@@ -28,6 +34,7 @@ from tqdm.auto import tqdm
 from hf_liveedit.evaluation.cases import CaseSet, EditCase
 from hf_liveedit.evaluation.editors.base import Editor
 from hf_liveedit.evaluation.metrics import EXACT_MATCH_METRICS, METRICS, mean
+from hf_liveedit.evaluation.scoring import CHUNK_LOCALITY
 
 DEFAULT_SIZES: tuple[int, ...] = (1, 10, 100, 1000)
 #: Records whose locality references are computed together (their images are held meanwhile).
@@ -42,7 +49,7 @@ class Plan:
         sizes: numbers of sequential edits N.
         max_chunks: per N, the most chunks to run (all when absent).
         score_limit: per N, the most records scored per chunk (all when absent).
-        seed: seed of the scored-record samples.
+        seed: seed of the scored-record samples and of the N-Loc neighbour choice.
         batch_size: samples per forward pass when scoring.
         exact_match: also score greedy-generation exact match.
     """
@@ -65,6 +72,83 @@ class Plan:
             return list(chunk)
         rng = random.Random(f"{self.seed}-{size}-{chunk_id}")
         return sorted(rng.sample(list(chunk), limit), key=list(chunk).index)
+
+
+class Neighbours:
+    """Choice of each record's N-Loc neighbour: same relation, other entity, not edited.
+
+    Args:
+        facts: per record, ``(relation, entity)`` or None (see :meth:`CaseSet.facts`); records
+            with None neither get nor serve as a neighbour.
+        seed: the plan's seed.
+    """
+
+    def __init__(self, facts: Sequence[tuple[str, str] | None], seed: int = 0):
+        self.facts = list(facts)
+        self.seed = seed
+        self.by_relation: dict[str, list[int]] = defaultdict(list)
+        for index, fact in enumerate(self.facts):
+            if fact is not None:
+                self.by_relation[fact[0]].append(index)
+
+    def candidates(self, index: int) -> list[int]:
+        """Records of ``index``'s relation with another entity, in the record's seeded order."""
+        fact = self.facts[index]
+        if fact is None:
+            return []
+        relation, entity = fact
+        found = [other for other in self.by_relation[relation] if self.facts[other][1] != entity]
+        random.Random(f"{self.seed}-n_loc-{index}").shuffle(found)
+        return found
+
+    def choose(self, index: int, edited: AbstractSet[int]) -> int | None:
+        """The first candidate of ``index`` not in ``edited`` (a chunk's records); None if none."""
+        return next((other for other in self.candidates(index) if other not in edited), None)
+
+
+def record_neighbours(cases: CaseSet, seed: int) -> Neighbours | None:
+    """The neighbour choice over a :class:`CaseSet` (None for other case sequences: no N-Loc)."""
+    return Neighbours(cases.facts(), seed) if isinstance(cases, CaseSet) else None
+
+
+def prepare_chunk(
+    editor: Editor,
+    cases: CaseSet,
+    scored: Sequence[int],
+    chunk: Sequence[int],
+    neighbours: Neighbours | None,
+    reference: dict[int, dict[str, list[int]]],
+    plan: Plan,
+) -> tuple[list[EditCase], dict[int, dict[str, list[int]]], list[int | None]]:
+    """A chunk's scored cases with their N-Loc samples, and the reference extended to them.
+
+    Call it with the editor reset, before the chunk's edits: the N-Loc references (argmax
+    tokens, and with ``plan.exact_match`` the greedy answer) are the unedited model's.
+
+    Args:
+        editor: the editor, reset.
+        cases: the records.
+        scored: indices of the chunk's scored records.
+        chunk: indices of the chunk's edits (never a neighbour).
+        neighbours: the neighbour choice (None: no N-Loc).
+        reference: the T-Loc / M-Loc references of at least the scored records.
+        plan: batch size and exact-match setting.
+
+    Returns:
+        ``(cases, reference, neighbour index or None per scored record)``.
+    """
+    edited = set(chunk)
+    picked = [neighbours.choose(i, edited) if neighbours else None for i in scored]
+    prepared = [
+        cases.with_neighbour(cases[i], j) if j is not None else cases[i]
+        for i, j in zip(scored, picked)
+    ]
+    local: dict[int, dict[str, list[int]]] = {}
+    with_n_loc = [case for case in prepared if case.n_loc is not None]
+    if with_n_loc:
+        local = editor.reference(with_n_loc, plan.batch_size, CHUNK_LOCALITY, plan.exact_match)
+    merged = {i: {**reference.get(i, {}), **local.get(i, {})} for i in scored}
+    return prepared, merged, picked
 
 
 def plan_chunks(order: Sequence[int], size: int, max_chunks: int | None = None) -> list[list[int]]:
@@ -151,7 +235,8 @@ def run_editor(
 
     The editor is reset before each chunk and after the last one. The unedited model's argmax
     tokens on the locality samples (the T-Loc / M-Loc references) are computed once, in the
-    reset state, for every record the plan scores.
+    reset state, for every record the plan scores; the N-Loc references per chunk, after its
+    reset and before its edits (see :func:`prepare_chunk`; counted in ``score_seconds``).
 
     Args:
         key: the editor's key in the results (e.g. ``"ft-l"``).
@@ -172,6 +257,7 @@ def run_editor(
     if not jobs:
         return
     editor.reset()
+    neighbours = record_neighbours(cases, plan.seed)
     to_score = sorted({index for job in jobs for index in job[3]})
     reference: dict[int, dict[str, list[int]]] = {}
     for start in range(0, len(to_score), REFERENCE_BLOCK):  # bounded memory: images load lazily
@@ -179,21 +265,19 @@ def run_editor(
         reference.update(editor.reference(block, plan.batch_size))
     for size, chunk_id, chunk, scored in jobs:
         editor.reset()
+        referenced = time.perf_counter()
+        prepared, chunk_reference, picked = prepare_chunk(
+            editor, cases, scored, chunk, neighbours, reference, plan
+        )
         started = time.perf_counter()
-        keep = set(scored)
-        cached: dict[int, EditCase] = {}
+        cached = {case.index: case for case in prepared}
         for index in chunk:
-            case = cases[index]
-            editor.edit(case.edit)
-            if index in keep:
-                cached[index] = case
+            editor.edit((cached[index] if index in cached else cases[index]).edit)
             if on_step:
                 on_step(1)
         edited = time.perf_counter()
-        scores = editor.score(
-            [cached[i] for i in scored], reference, plan.batch_size, plan.exact_match
-        )
-        diagnostics = editor.diagnostics([cached[i] for i in scored], chunk)
+        scores = editor.score(prepared, chunk_reference, plan.batch_size, plan.exact_match)
+        diagnostics = editor.diagnostics(prepared, chunk)
         finished = time.perf_counter()
         if on_step:
             on_step(len(scored))
@@ -206,10 +290,11 @@ def run_editor(
                 "chunk": chunk_id,
                 "edited": list(chunk),
                 "scored": list(scored),
+                "neighbours": picked,
                 "metrics": chunk_metrics(scores),
                 "records": scores,
                 "edit_seconds": round(edited - started, 3),
-                "score_seconds": round(finished - edited, 3),
+                "score_seconds": round(finished - edited + started - referenced, 3),
                 "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 **extra,
             }
@@ -267,16 +352,23 @@ def estimate_editor(
     more experts, a longer TP memory) make it under-estimate large N.
 
     Returns:
-        Seconds per edit / scored record / reference record, the plan's counts, and ``total``.
+        Seconds per edit / scored record / reference record / N-Loc reference (one per scored
+        record), the plan's counts, and ``total``.
     """
     case = cases[order[0]]
+    neighbours = record_neighbours(cases, plan.seed)
+    single = Plan(seed=plan.seed, batch_size=1, exact_match=plan.exact_match)
     editor.reset()
     start = time.perf_counter()
     reference = editor.reference([case], 1)
     referenced = time.perf_counter()
+    prepared, reference, _ = prepare_chunk(
+        editor, cases, [order[0]], [order[0]], neighbours, reference, single
+    )
+    neighboured = time.perf_counter()
     editor.edit(case.edit)
     edited = time.perf_counter()
-    editor.score([case], reference, 1, plan.exact_match)
+    editor.score(prepared, reference, 1, plan.exact_match)
     scored = time.perf_counter()
     editor.reset()
     chunks = [
@@ -290,13 +382,14 @@ def estimate_editor(
         "references": len({index for _, picked in chunks for index in picked}),
     }
     seconds = {
-        "edit": edited - referenced,
+        "edit": edited - neighboured,
         "score": scored - edited,
         "reference": referenced - start,
+        "n_loc_reference": neighboured - referenced,
     }
     total = (
         counts["edits"] * seconds["edit"]
-        + counts["scored"] * seconds["score"]
+        + counts["scored"] * (seconds["score"] + seconds["n_loc_reference"])
         + counts["references"] * seconds["reference"]
     )
     return {**{f"{k}_seconds": v for k, v in seconds.items()}, **counts, "total_seconds": total}

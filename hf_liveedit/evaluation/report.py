@@ -17,6 +17,7 @@ from hf_liveedit.evaluation.metrics import (
     EXACT_MATCH_METRICS,
     METRIC_NAMES,
     METRICS,
+    PAPER_METRICS,
     mean,
     std,
 )
@@ -26,12 +27,19 @@ SUMMARY_NAME = "summary.json"
 TABLE_NAME = "results.md"
 PLOT_NAME = "metrics_vs_edits.png"
 EXACT_MATCH_PLOT_NAME = "exact_match_vs_edits.png"
+#: Teacher-forced columns of tables and plots: the papers' five, their ``avg``, then N-Loc.
+SCORE_COLUMNS: tuple[str, ...] = (
+    *PAPER_METRICS,
+    "avg",
+    *(metric for metric in METRICS if metric not in PAPER_METRICS),
+)
 
 
 def aggregate(chunks: list[dict[str, Any]]) -> dict[str, Any]:
     """Mean and standard deviation over chunks, per editor, N and metric.
 
-    ``avg`` is the mean of the five teacher-forced metrics' means (the papers' average).
+    ``avg`` is the mean of the papers' five teacher-forced metrics' means (the papers' average;
+    N-Loc is not part of it, so that it stays comparable with published tables and older runs).
 
     Args:
         chunks: chunk results (see :func:`hf_liveedit.evaluation.protocol.run_editor`).
@@ -60,8 +68,8 @@ def aggregate(chunks: list[dict[str, Any]]) -> dict[str, Any]:
                 values = [run["metrics"][metric] for run in runs if metric in run["metrics"]]
                 if values:
                     row[metric] = {"mean": mean(values), "std": std(values)}
-            present = [row[metric]["mean"] for metric in METRICS if metric in row]
-            if len(present) == len(METRICS):
+            present = [row[metric]["mean"] for metric in PAPER_METRICS if metric in row]
+            if len(present) == len(PAPER_METRICS):
                 row["avg"] = {"mean": mean(present), "std": None}
             entry[str(size)] = row
         summary[key] = {"name": names[key], "sizes": entry}
@@ -82,6 +90,8 @@ DIAGNOSTIC_COLUMNS: dict[str, str] = {
     "m_loc_any_kept": "M-Loc any kept",
     "m_loc_weight": "M-Loc w",
     "t_loc_any_kept": "T-Loc any kept",
+    "n_loc_any_kept": "N-Loc any kept",
+    "n_loc_weight": "N-Loc w",
 }
 
 
@@ -114,8 +124,12 @@ def _cell(value: dict[str, Any] | None) -> str:
 
 
 def markdown_table(summary: dict[str, Any], exact_match: bool = True) -> str:
-    """The summary as a Markdown table: one row per editor and N, metrics in percent (mean ± std)."""
-    columns = list(METRICS) + ["avg"] + (list(EXACT_MATCH_METRICS) if exact_match else [])
+    """The summary as a Markdown table: one row per editor and N, metrics in percent (mean ± std).
+
+    A metric an editor and N lack (e.g. N-Loc in older results, or on data without neighbours)
+    shows as ``-``.
+    """
+    columns = list(SCORE_COLUMNS) + (list(EXACT_MATCH_METRICS) if exact_match else [])
     header = ["editor", "N", "chunks"] + [METRIC_NAMES.get(c, c) for c in columns]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for entry in summary.values():
@@ -127,7 +141,12 @@ def markdown_table(summary: dict[str, Any], exact_match: bool = True) -> str:
 
 
 def plot_metrics(summary: dict[str, Any], metrics: list[str], path: Path) -> None:
-    """One panel per metric: mean (± std band) against the number of edits, a line per editor."""
+    """One panel per metric: mean (± std band) against the number of edits, a line per editor.
+
+    A metric no editor has (e.g. N-Loc in older results) gets an empty panel saying so. Each
+    editor keeps its colour in every panel, also where another editor lacks the metric; the
+    legend (first panel) names every editor drawn anywhere.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -137,7 +156,9 @@ def plot_metrics(summary: dict[str, Any], metrics: list[str], path: Path) -> Non
     rows = -(-len(metrics) // columns)
     figure, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.4 * rows), squeeze=False)
     for axis, metric in zip(axes.flat, metrics):
-        for entry in summary.values():
+        if not any(metric in row for e in summary.values() for row in e["sizes"].values()):
+            axis.text(0.5, 0.5, "not measured", ha="center", va="center", transform=axis.transAxes)
+        for number, entry in enumerate(summary.values()):
             points = [
                 (int(size), row[metric]["mean"] * 100, (row[metric]["std"] or 0.0) * 100)
                 for size, row in entry["sizes"].items()
@@ -146,10 +167,10 @@ def plot_metrics(summary: dict[str, Any], metrics: list[str], path: Path) -> Non
             if not points:
                 continue
             sizes, means, spreads = zip(*points)
-            axis.plot(sizes, means, marker="o", label=entry["name"])
+            axis.plot(sizes, means, marker="o", label=entry["name"], color=f"C{number}")
             low = [m - s for m, s in zip(means, spreads)]
             high = [m + s for m, s in zip(means, spreads)]
-            axis.fill_between(sizes, low, high, alpha=0.15)
+            axis.fill_between(sizes, low, high, alpha=0.15, color=f"C{number}")
         axis.set_xscale("log")
         axis.set_ylim(-2, 102)
         axis.set_title(METRIC_NAMES.get(metric, metric))
@@ -157,7 +178,12 @@ def plot_metrics(summary: dict[str, Any], metrics: list[str], path: Path) -> Non
         axis.grid(alpha=0.3)
     for axis in list(axes.flat)[len(metrics) :]:
         axis.axis("off")
-    axes.flat[0].legend(fontsize=8)
+    handles: dict[str, Any] = {}
+    for axis in axes.flat:
+        for handle, label in zip(*axis.get_legend_handles_labels()):
+            handles.setdefault(label, handle)
+    if handles:
+        axes.flat[0].legend(list(handles.values()), list(handles), fontsize=8)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
@@ -191,7 +217,7 @@ def write_report(
         for metric in EXACT_MATCH_METRICS
     )
     paths["plot"] = directory / PLOT_NAME
-    plot_metrics(summary, list(METRICS) + ["avg"], paths["plot"])
+    plot_metrics(summary, list(SCORE_COLUMNS), paths["plot"])
     if with_em:
         paths["exact_match_plot"] = directory / EXACT_MATCH_PLOT_NAME
         plot_metrics(summary, list(EXACT_MATCH_METRICS), paths["exact_match_plot"])
@@ -202,8 +228,9 @@ def write_report(
             "\n## Routing diagnostics\n\nPercent, mean over chunks. *own kept*: the record's own "
             "expert passes the hard filter (recall); *precision*: own expert / experts kept; "
             "*own w* / *other w*: soft weight on the own expert / on all others; *any kept*: a "
-            "locality sample keeps at least one expert; *M-Loc w*: its total weight.\n\n"
-            + diagnostics
+            "locality sample keeps at least one expert; *M-Loc w* / *N-Loc w*: the total weight "
+            "the chunk's experts get (N-Loc: the record's question on a neighbour's image, an "
+            "entity of the same relation not edited in the chunk).\n\n" + diagnostics
         )
     paths["table"].write_text(page)
     return paths
@@ -240,8 +267,15 @@ def _markdown_page(
         "",
         "Scores in percent, mean ± standard deviation over chunks (no ± with one chunk). "
         "Rel / T-Gen / M-Gen: teacher-forced token accuracy on the target; T-Loc / M-Loc: "
-        "agreement with the unedited model's argmax tokens; avg: mean of those five"
-        + ("; EM: greedy-generation exact match." if with_em else "."),
+        "agreement with the unedited model's argmax tokens; avg: mean of those five; N-Loc: "
+        "the same agreement when the record's question is asked on a neighbour's image (an "
+        "entity of the same relation not edited in the chunk; not in avg; - where not measured)"
+        + (
+            "; EM: greedy-generation exact match; N-Loc same: the neighbour's greedy answer is "
+            "the unedited model's."
+            if with_em
+            else "."
+        ),
         "",
         markdown_table(summary, with_em),
         f"![metrics vs number of edits]({PLOT_NAME})",

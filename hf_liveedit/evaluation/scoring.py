@@ -1,4 +1,4 @@
-"""Score an editor on edit cases: the five metrics (and exact match) per case."""
+"""Score an editor on edit cases: the teacher-forced metrics (and greedy figures) per case."""
 
 from __future__ import annotations
 
@@ -12,14 +12,18 @@ from hf_liveedit.evaluation.metrics import (
     answer_targets,
     answer_window,
     exact_match,
+    same_answer,
     token_match,
 )
 
 if TYPE_CHECKING:
     from hf_liveedit.evaluation.editors.base import Editor
 
-LOCALITY: tuple[str, ...] = ("t_loc", "m_loc")
+LOCALITY: tuple[str, ...] = ("t_loc", "m_loc", "n_loc")
 GENERALITY: tuple[str, ...] = ("rel", "t_gen", "m_gen")
+#: Locality kinds whose sample depends on the chunk (its neighbour must not be edited there):
+#: their unedited references are computed per chunk, before the chunk's edits.
+CHUNK_LOCALITY: tuple[str, ...] = ("n_loc",)
 
 
 def _batches(items: Sequence, size: int) -> list[Sequence]:
@@ -54,43 +58,104 @@ def predict_answers(
     return predictions, targets
 
 
-def greedy_exact_match(editor: Editor, samples: Sequence[Sample], batch_size: int) -> list[float]:
-    """Exact match of each sample's greedy answer (see :func:`~hf_liveedit.evaluation.metrics.exact_match`).
+def greedy_answer_tokens(
+    editor: Editor, samples: Sequence[Sample], batch_size: int
+) -> list[list[int]]:
+    """Each sample's greedy answer: as many new tokens as its target has in context.
 
-    Each answer is as many greedy tokens as the target has in context (read from the labels of
-    the teacher-forced inputs), decoded without special tokens.
+    The length is read from the labels of the teacher-forced inputs; decode with
+    :func:`decode_answer`.
+
+    Args:
+        editor: the editor in its current state.
+        samples: all with images or all text-only.
+        batch_size: samples per generation call.
+
+    Returns:
+        One token list per sample.
     """
-    tokenizer = editor.processor.tokenizer
-    scores: list[float] = []
+    answers: list[list[int]] = []
     for batch in _batches(samples, batch_size):
         images = None if batch[0].image is None else [sample.image for sample in batch]
         prompts = [sample.prompt for sample in batch]
         labels = editor.build_inputs(images, prompts, [sample.target for sample in batch])["labels"]
         lengths = (labels != -100).sum(dim=1).tolist()
         new_tokens = editor.generate(editor.build_inputs(images, prompts), max(lengths))
-        for row, (sample, length) in enumerate(zip(batch, lengths)):
-            text = tokenizer.decode(new_tokens[row, :length], skip_special_tokens=True)
-            scores.append(exact_match(text, sample.target))
-    return scores
+        answers += [new_tokens[row, :length].tolist() for row, length in enumerate(lengths)]
+    return answers
+
+
+def decode_answer(editor: Editor, tokens: Sequence[int]) -> str:
+    """A greedy answer's text, decoded without special tokens."""
+    return editor.processor.tokenizer.decode(tokens, skip_special_tokens=True)
+
+
+def greedy_exact_match(editor: Editor, samples: Sequence[Sample], batch_size: int) -> list[float]:
+    """Exact match of each sample's greedy answer (see :func:`~hf_liveedit.evaluation.metrics.exact_match`).
+
+    Each answer is as many greedy tokens as the target has in context (read from the labels of
+    the teacher-forced inputs), decoded without special tokens.
+    """
+    answers = greedy_answer_tokens(editor, samples, batch_size)
+    return [
+        exact_match(decode_answer(editor, tokens), sample.target)
+        for tokens, sample in zip(answers, samples)
+    ]
 
 
 def locality_reference(
-    editor: Editor, cases: Sequence[EditCase], batch_size: int = 16
+    editor: Editor,
+    cases: Sequence[EditCase],
+    batch_size: int = 16,
+    kinds: Sequence[str] = LOCALITY,
+    with_exact_match: bool = True,
 ) -> dict[int, dict[str, list[int]]]:
     """The unedited model's argmax tokens on each case's locality answers.
 
-    Call it with the editor reset; T-Loc and M-Loc compare the edited model against these.
+    Call it with the editor reset; T-Loc, M-Loc and N-Loc compare the edited model against
+    these. N-Loc samples change with the chunk, so the protocol calls this once for T-Loc /
+    M-Loc and per chunk, before its edits, for :data:`CHUNK_LOCALITY`.
+
+    Args:
+        editor: the editor, reset.
+        cases: the cases.
+        batch_size: samples per forward pass.
+        kinds: the locality kinds to reference.
+        with_exact_match: also keep the unedited greedy answer of N-Loc samples (``n_loc_same``).
 
     Returns:
-        ``{case.index: {"t_loc": tokens, "m_loc": tokens}}`` (kinds the case lacks are absent).
+        ``{case.index: {kind: tokens, "n_loc_greedy": tokens}}`` (kinds the case lacks are absent).
     """
     reference: dict[int, dict[str, list[int]]] = {case.index: {} for case in cases}
-    for kind in LOCALITY:
+    for kind in kinds:
         present = [case for case in cases if case.sample(kind) is not None]
-        predictions, _ = predict_answers(editor, [c.sample(kind) for c in present], batch_size)
+        samples = [case.sample(kind) for case in present]
+        predictions, _ = predict_answers(editor, samples, batch_size)
         for case, tokens in zip(present, predictions):
             reference[case.index][kind] = tokens
+        if with_exact_match and kind in CHUNK_LOCALITY:
+            for case, tokens in zip(present, greedy_answer_tokens(editor, samples, batch_size)):
+                reference[case.index][f"{kind}_greedy"] = tokens
     return reference
+
+
+def same_greedy_answer(
+    editor: Editor, samples: Sequence[Sample], unedited: Sequence[Sequence[int]], batch_size: int
+) -> list[float]:
+    """Per sample, 1.0 when the editor's greedy answer decodes to the unedited one (``n_loc_same``).
+
+    Args:
+        editor: the editor after its edits.
+        samples: the samples.
+        unedited: the unedited model's greedy answer tokens per sample (from
+            :func:`locality_reference`).
+        batch_size: samples per generation call.
+    """
+    answers = greedy_answer_tokens(editor, samples, batch_size)
+    return [
+        same_answer(decode_answer(editor, tokens), decode_answer(editor, before))
+        for tokens, before in zip(answers, unedited)
+    ]
 
 
 def score_cases(
@@ -107,7 +172,8 @@ def score_cases(
         cases: the cases to score.
         reference: from :func:`locality_reference` (covering these cases).
         batch_size: samples per forward pass.
-        with_exact_match: also run greedy generation for ``rel_em``, ``t_gen_em``, ``m_gen_em``.
+        with_exact_match: also run greedy generation for ``rel_em``, ``t_gen_em``, ``m_gen_em``
+            and ``n_loc_same`` (which needs the reference's ``n_loc_greedy``).
 
     Returns:
         Per case, ``{"index": ..., metric: score or None when the case lacks that sample}``.
@@ -126,4 +192,8 @@ def score_cases(
         if with_exact_match and kind in GENERALITY:
             for row, score in zip(rows, greedy_exact_match(editor, samples, batch_size)):
                 results[row][f"{kind}_em"] = score
+        if with_exact_match and kind in CHUNK_LOCALITY:
+            unedited = [reference[cases[row].index][f"{kind}_greedy"] for row in rows]
+            for row, score in zip(rows, same_greedy_answer(editor, samples, unedited, batch_size)):
+                results[row][f"{kind}_same"] = score
     return results

@@ -108,12 +108,20 @@ class Editor(ABC):
         return output[:, inputs["input_ids"].shape[1] :]
 
     def reference(
-        self, cases: Sequence[EditCase], batch_size: int = 16
+        self,
+        cases: Sequence[EditCase],
+        batch_size: int = 16,
+        kinds: Sequence[str] | None = None,
+        with_exact_match: bool = True,
     ) -> dict[int, dict[str, list[int]]]:
-        """The unedited model's locality answers (call when reset); see :func:`~hf_liveedit.evaluation.scoring.locality_reference`."""
-        from hf_liveedit.evaluation.scoring import locality_reference
+        """The unedited model's locality answers (call when reset); see :func:`~hf_liveedit.evaluation.scoring.locality_reference`.
 
-        return locality_reference(self, cases, batch_size)
+        ``kinds`` None means every locality kind.
+        """
+        from hf_liveedit.evaluation.scoring import LOCALITY, locality_reference
+
+        kinds = LOCALITY if kinds is None else kinds
+        return locality_reference(self, cases, batch_size, kinds, with_exact_match)
 
     def diagnostics(self, cases: Sequence[EditCase], edited: Sequence[int]) -> dict | None:
         """Editor-specific measurements after a chunk's edits (None: this editor has none).

@@ -13,6 +13,7 @@ from transformers import BatchFeature
 from hf_liveedit.evaluation.cases import EditCase, Sample
 from hf_liveedit.evaluation.editors.base import Editor
 from hf_liveedit.evaluation.metrics import METRICS
+from hf_liveedit.evaluation.scoring import LOCALITY
 from hf_liveedit.model import LiveEditModel
 
 
@@ -96,8 +97,9 @@ class LiveEditEditor(Editor):
         For Rel / T-Gen / M-Gen samples: ``recall`` (the record's own expert passes the hard
         filter), ``precision`` (own expert / experts kept, over samples that keep any),
         ``own_weight`` and ``other_weight`` (soft weight on the own expert / on the others),
-        ``kept`` (experts kept). For T-Loc / M-Loc samples (which should keep none): ``any_kept``,
-        ``weight`` (total weight) and ``kept``. Means over samples, keyed ``{kind}_{stat}``.
+        ``kept`` (experts kept). For T-Loc / M-Loc / N-Loc samples (which should keep none; an
+        N-Loc neighbour is never edited in the chunk): ``any_kept``, ``weight`` (total weight the
+        chunk's experts get) and ``kept``. Means over samples, keyed ``{kind}_{stat}``.
         """
         if not self.with_diagnostics or len(self.liveedit.edits) != len(edited):
             return None
@@ -109,7 +111,7 @@ class LiveEditEditor(Editor):
                 continue
             weights = self.routing_weights([case.sample(kind) for case in present])
             kept = weights > 0
-            if kind in ("t_loc", "m_loc"):
+            if kind in LOCALITY:
                 stats = {
                     "any_kept": kept.any(dim=1).float(),
                     "weight": weights.sum(dim=1),

@@ -4,8 +4,11 @@
 predictions and references are token-id sequences, one pair per sample, and the result is the
 mean per-sample fraction of matching positions. Pass the argmax tokens at the answer positions
 and the target tokens for Rel / T-Gen / M-Gen, or the edited and the unedited model's argmax
-tokens for T-Loc / M-Loc. ``config_name="exact_match"`` scores greedy answers (strings) against
-target strings. Both call the plain functions of :mod:`hf_liveedit.evaluation.metrics`.
+tokens for T-Loc / M-Loc / N-Loc (N-Loc: the edited question asked on a neighbour's image, an
+entity of the same relation whose edit was not applied). ``config_name="exact_match"`` scores
+greedy answers (strings) against target strings; ``config_name="same_answer"`` scores the edited
+model's greedy answers against the unedited model's (N-Loc same: string-identical or not). All
+call the plain functions of :mod:`hf_liveedit.evaluation.metrics`.
 """
 
 from __future__ import annotations
@@ -13,20 +16,25 @@ from __future__ import annotations
 import datasets
 import evaluate
 
-from hf_liveedit.evaluation.metrics import exact_match, mean, token_match
+from hf_liveedit.evaluation.metrics import exact_match, mean, same_answer, token_match
 
 _DESCRIPTION = __doc__
 _KWARGS_DESCRIPTION = """
 Args:
     predictions: token_accuracy: a list of token-id lists (argmax at each answer position);
-        exact_match: a list of generated answers.
+        exact_match, same_answer: a list of generated answers (same_answer: after the edits).
     references: token_accuracy: a list of token-id lists, each as long as its prediction (target
-        tokens, or the unedited model's argmax tokens for locality); exact_match: target strings.
+        tokens, or the unedited model's argmax tokens for T-Loc / M-Loc / N-Loc); exact_match:
+        target strings; same_answer: the unedited model's generated answers.
 Returns:
     token_accuracy: {"token_accuracy": mean per-sample fraction of matching tokens}
     exact_match: {"exact_match": fraction of answers that start with their whole target}
+    same_answer: {"same_answer": fraction of answers identical to the unedited ones (N-Loc same)}
 """
 
+_ANSWERS = datasets.Features(
+    {"predictions": datasets.Value("string"), "references": datasets.Value("string")}
+)
 _FEATURES = {
     "token_accuracy": datasets.Features(
         {
@@ -34,14 +42,13 @@ _FEATURES = {
             "references": datasets.Sequence(datasets.Value("int64")),
         }
     ),
-    "exact_match": datasets.Features(
-        {"predictions": datasets.Value("string"), "references": datasets.Value("string")}
-    ),
+    "exact_match": _ANSWERS,
+    "same_answer": _ANSWERS,
 }
 
 
 class LiveEditMetrics(evaluate.Metric):
-    """Teacher-forced token accuracy / locality agreement, or greedy exact match."""
+    """Teacher-forced token accuracy / locality agreement, greedy exact match or same answer."""
 
     def _info(self) -> evaluate.MetricInfo:
         config = "token_accuracy" if self.config_name == "default" else self.config_name
@@ -60,5 +67,9 @@ class LiveEditMetrics(evaluate.Metric):
         if self.config_name == "exact_match":
             return {
                 "exact_match": mean([exact_match(p, r) for p, r in zip(predictions, references)])
+            }
+        if self.config_name == "same_answer":
+            return {
+                "same_answer": mean([same_answer(p, r) for p, r in zip(predictions, references)])
             }
         return {"token_accuracy": mean(token_match(predictions, references))}
