@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+
+import numpy as np
 import pytest
 import torch
 from conftest import PROMPT, TARGET, make_liveedit, rig_routing
@@ -135,13 +138,22 @@ def test_add_edits_batched_equals_one_by_one(image, other_image):
         )
 
 
-def test_edit_metadata(image):
+def test_edit_metadata(image, other_image, tmp_path):
     liveedit = make_liveedit("llava")
     edit_id = liveedit.add_edit(image, PROMPT, TARGET)
     (record,) = liveedit.edits
     assert record.id == edit_id and record.prompt == PROMPT and record.target == TARGET
-    assert len(record.image_sha256) == 64 and record.created_at > 0
+    # SHA-256 of "<width>x<height>:" and the RGB pixel bytes, computed here by hand
+    pixels = np.asarray(image.convert("RGB"), dtype=np.uint8).tobytes()  # rows of RGB triples
+    expected = hashlib.sha256(f"{image.width}x{image.height}:".encode() + pixels).hexdigest()
+    assert record.image_sha256 == expected and record.created_at > 0
     assert len(liveedit.edits) == 1
+    # the same pixels from a PNG file, or with an opaque alpha channel, hash the same
+    image.save(tmp_path / "edit.png")
+    liveedit.add_edits([tmp_path / "edit.png", image.convert("RGBA")], [PROMPT] * 2, [TARGET] * 2)
+    liveedit.add_edit(other_image, PROMPT, TARGET)
+    hashes = [edit.image_sha256 for edit in liveedit.edits]
+    assert hashes[:3] == [expected] * 3 and hashes[3] != expected
     liveedit.clear_edits()
     assert len(liveedit.edits) == 0 and liveedit.repository.up.shape[0] == 0
 
