@@ -33,7 +33,10 @@ def _image(name: str, source: str = "test") -> ImageRef:
 def _entity(kind: str, index: int, answer: str) -> Entity:
     relation = "capital" if kind != "landmark" else "country"
     return Entity(
-        f"{kind}:{index}", kind, f"{kind} {index}", _image(f"{kind}{index}", "edit"),
+        f"{kind}:{index}",
+        kind,
+        f"{kind} {index}",
+        _image(f"{kind}{index}", "edit"),
         [_image(f"{kind}{index}-a", "other"), _image(f"{kind}{index}-b", "third")],
         [Fact(relation, answer, f"{kind}/{relation}", frozenset({normalize(answer)}))],
     )
@@ -45,7 +48,8 @@ def test_counterfactual_avoids_every_true_value_and_is_deterministic():
     picks = {counterfactual(fact, candidates, random.Random(seed)) for seed in range(30)}
     assert picks == {"Spanish", "German"}
     assert counterfactual(fact, candidates, random.Random(3)) == counterfactual(
-        fact, candidates, random.Random(3))
+        fact, candidates, random.Random(3)
+    )
     with pytest.raises(ValueError, match="no counterfactual"):
         counterfactual(fact, ["English", "French"], random.Random(0))
 
@@ -64,8 +68,9 @@ def test_split_is_disjoint_per_kind_and_seeded():
 
 def test_make_records_keeps_entities_in_one_split_and_targets_counterfactual():
     entities = [_entity("country", i, f"City{i}") for i in range(8)]
-    entities[0].facts.append(Fact("continent", "Europe", "country/continent",
-                                  frozenset({"europe"})))
+    entities[0].facts.append(
+        Fact("continent", "Europe", "country/continent", frozenset({"europe"}))
+    )
     entities[1].facts.append(Fact("continent", "Asia", "country/continent", frozenset({"asia"})))
     text_loc = [TextQA("nq question: what is the atomic number of neon", "10", "elements")]
     image_loc = [ImageQA(_image("cat", "loc"), "What animal is this?", "cat")]
@@ -98,19 +103,49 @@ def _write_country_sources(root: Path) -> tuple[Path, Path, Path]:
     (geonames / "data").mkdir(parents=True)
     (info / "data").mkdir(parents=True)
     (misc / "usr/share/misc").mkdir(parents=True)
-    base = {"continentcode": "SA", "currencycode": "BOB", "currencyname": "Boliviano",
-            "languages": "es-BO,qu", "phone": "591", "tld": ".bo", "fips": "BL"}
-    (geonames / "data/countries.json").write_text(json.dumps({
-        "BO": {**base, "iso": "BO", "name": "Bolivia", "capital": "Sucre"},
-        "PE": {**base, "iso": "PE", "name": "Peru", "capital": "Lima", "currencycode": "PEN",
-               "phone": "51", "tld": ".pe"},
-    }))
-    for name, iso2, capital, currency, phone in (("bolivia", "BO", "La Paz", "BOB", "591"),
-                                                 ("peru", "PE", "Lima", "PEN", "51")):
-        (info / f"data/{name}.json").write_text(json.dumps({
-            "name": name.title(), "ISO": {"alpha2": iso2}, "capital": capital,
-            "region": "Americas", "currencies": [currency], "languages": ["es", "qu"],
-            "callingCodes": [phone], "tld": [f".{iso2.lower()}"]}))
+    base = {
+        "continentcode": "SA",
+        "currencycode": "BOB",
+        "currencyname": "Boliviano",
+        "languages": "es-BO,qu",
+        "phone": "591",
+        "tld": ".bo",
+        "fips": "BL",
+    }
+    (geonames / "data/countries.json").write_text(
+        json.dumps(
+            {
+                "BO": {**base, "iso": "BO", "name": "Bolivia", "capital": "Sucre"},
+                "PE": {
+                    **base,
+                    "iso": "PE",
+                    "name": "Peru",
+                    "capital": "Lima",
+                    "currencycode": "PEN",
+                    "phone": "51",
+                    "tld": ".pe",
+                },
+            }
+        )
+    )
+    for name, iso2, capital, currency, phone in (
+        ("bolivia", "BO", "La Paz", "BOB", "591"),
+        ("peru", "PE", "Lima", "PEN", "51"),
+    ):
+        (info / f"data/{name}.json").write_text(
+            json.dumps(
+                {
+                    "name": name.title(),
+                    "ISO": {"alpha2": iso2},
+                    "capital": capital,
+                    "region": "Americas",
+                    "currencies": [currency],
+                    "languages": ["es", "qu"],
+                    "callingCodes": [phone],
+                    "tld": [f".{iso2.lower()}"],
+                }
+            )
+        )
     with gzip.open(misc / "usr/share/misc/currency.gz", "wt") as handle:
         handle.write("# code:number:name\nBOB:068:Boliviano\nPEN:604:Nuevo Sol\n")
     with gzip.open(misc / "usr/share/misc/languages.gz", "wt") as handle:
@@ -120,19 +155,25 @@ def _write_country_sources(root: Path) -> tuple[Path, Path, Path]:
 
 def test_country_facts_keep_only_agreed_values(tmp_path):
     geonames, info, misc = _write_country_sources(tmp_path)
-    countries = load_countries(geonames, info, misc, {"PE": {"capital": {"Lima"},
-                                                             "continent": {"South America"}}})
+    countries = load_countries(
+        geonames, info, misc, {"PE": {"capital": {"Lima"}, "continent": {"South America"}}}
+    )
     bolivia, peru = countries["BO"], countries["PE"]
     assert "capital" not in bolivia.facts  # Sucre vs La Paz: disputed, left out
     assert bolivia.known["capital"] == {"sucre", "lapaz"}
-    assert peru.facts == {"capital": "Lima", "continent": "South America",
-                          "currency": "Nuevo Sol", "language": "Spanish",
-                          "calling_code": "+51", "tld": ".pe"}
+    assert peru.facts == {
+        "capital": "Lima",
+        "continent": "South America",
+        "currency": "Nuevo Sol",
+        "language": "Spanish",
+        "calling_code": "+51",
+        "tld": ".pe",
+    }
     assert peru.known["language"] == {"spanish", "castilian", "quechua"}
 
 
 def test_regional_indicators():
-    assert regional_indicators("fr") == "\U0001F1EB\U0001F1F7"
+    assert regional_indicators("fr") == "\U0001f1eb\U0001f1f7"
 
 
 def _rcc_bundle(files: dict[str, tuple[bytes, bool]]) -> bytes:
@@ -147,8 +188,9 @@ def _rcc_bundle(files: dict[str, tuple[bytes, bool]]) -> bytes:
     nodes.append(struct.pack(">IHIIQ", name_offsets["dir"], 2, len(files), 2, 0))
     for name, (content, compressed) in files.items():
         blob = struct.pack(">I", len(content)) + zlib.compress(content) if compressed else content
-        nodes.append(struct.pack(">IHHHIQ", name_offsets[name], 1 if compressed else 0, 0, 0,
-                                 len(data), 0))
+        nodes.append(
+            struct.pack(">IHHHIQ", name_offsets[name], 1 if compressed else 0, 0, 0, len(data), 0)
+        )
         data += struct.pack(">I", len(blob)) + blob
     tree = b"".join(nodes)
     header_size = 24
@@ -177,12 +219,16 @@ def test_cli_command_is_registered(tmp_path, capsys):
 def test_gcompris_boards_and_credits():
     from hf_liveedit.data.benchmark.gcompris import animal_photos, photo_credit
 
-    readme = (b"Copyright: Someone, 2018\nLicense: CC-BY-SA 4.0\nFiles:\nkey.svg\n\n"
-              b"Copyright: Kurt Kaiser\nLicense: CC0-1.0\nSource: https://example.org/b.jpg\n"
-              b"Files:\nanimals/bison.webp\n")
-    board = (b'{ "title": qsTr("Bison"), "text": qsTr("Bisons live on the plains."),\n'
-             b'  "image2": "qrc:/gcompris/src/activities/explore_world_animals/resource/'
-             b'animals/bison.webp" }')
+    readme = (
+        b"Copyright: Someone, 2018\nLicense: CC-BY-SA 4.0\nFiles:\nkey.svg\n\n"
+        b"Copyright: Kurt Kaiser\nLicense: CC0-1.0\nSource: https://example.org/b.jpg\n"
+        b"Files:\nanimals/bison.webp\n"
+    )
+    board = (
+        b'{ "title": qsTr("Bison"), "text": qsTr("Bisons live on the plains."),\n'
+        b'  "image2": "qrc:/gcompris/src/activities/explore_world_animals/resource/'
+        b'animals/bison.webp" }'
+    )
     png = b"\x89PNG fake"
     files = {
         "explore_world_animals/resource/README": readme,
@@ -191,8 +237,7 @@ def test_gcompris_boards_and_credits():
         "explore_monuments/resource/board/board1.qml": board.replace(b"Bison", b"Louvre"),
     }
     credit = photo_credit(files, "explore_world_animals/resource/animals/bison.webp")
-    assert credit == ("Copyright: Kurt Kaiser; License: CC0-1.0; "
-                      "Source: https://example.org/b.jpg")
+    assert credit == ("Copyright: Kurt Kaiser; License: CC0-1.0; Source: https://example.org/b.jpg")
     animals = animal_photos(files)
     assert [name for name, _ in animals] == ["Bison"]
     assert animals[0][1].credit == credit and animals[0][1].key == "bison"

@@ -18,8 +18,12 @@ from hf_liveedit.embedded.tiny import tiny_lite_llava
 
 RECORDS = [
     CaptionedImage("tuxpaint", "animals/bison", "Bison", "A bison."),
-    CaptionedImage("tuxpaint", "medical/stethoscope", "",
-                   "A stethoscope lets your doctor listen to your heart and lungs."),
+    CaptionedImage(
+        "tuxpaint",
+        "medical/stethoscope",
+        "",
+        "A stethoscope lets your doctor listen to your heart and lungs.",
+    ),
     CaptionedImage("kgeography", "france.png", "Flag of France", "The flag of France."),
 ]
 
@@ -35,7 +39,12 @@ def tiny():
 def test_examples_skip_missing_names() -> None:
     examples = make_examples(RECORDS, [0, 1, 2])
     assert [(e.row, e.task) for e in examples] == [
-        (0, "caption"), (0, "name"), (1, "caption"), (2, "caption"), (2, "name")]
+        (0, "caption"),
+        (0, "name"),
+        (1, "caption"),
+        (2, "caption"),
+        (2, "name"),
+    ]
 
 
 def test_answer_logits_align_with_answer_tokens(tiny) -> None:
@@ -60,21 +69,24 @@ def test_training_lowers_the_loss_and_folds_the_standardization(tiny) -> None:
 
     frozen = model.model.language_model.layers[0].mlp.up_proj.weight.clone()
     start = loss()
-    losses = train_projector(model, encoder, features, examples, steps=8, batch_size=5,
-                             lr=1e-2)
+    losses = train_projector(model, encoder, features, examples, steps=8, batch_size=5, lr=1e-2)
     assert len(losses) == 8
     assert loss() < start
     assert torch.equal(model.model.language_model.layers[0].mlp.up_proj.weight, frozen)
     scores = token_accuracy(model, encoder, features, examples)
-    assert [total for _, total in scores] == [len(encoder.answer_ids(e.answer)) - 1
-                                              for e in examples]
+    assert [total for _, total in scores] == [
+        len(encoder.answer_ids(e.answer)) - 1 for e in examples
+    ]
     summary = summarize(RECORDS, examples, scores)
     assert summary["all/name"]["n"] == 2 and summary["tuxpaint/caption"]["n"] == 2
 
 
 def test_split_is_by_entity_and_deterministic() -> None:
-    records = [CaptionedImage("tuxpaint", f"letters/{style}/{c}", f"Letter {c}", f"The letter {c}.")
-               for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZ" for style in ("filled", "outlined")]
+    records = [
+        CaptionedImage("tuxpaint", f"letters/{style}/{c}", f"Letter {c}", f"The letter {c}.")
+        for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+        for style in ("filled", "outlined")
+    ]
     train, held = split_rows(records, held_out_percent=30)
     assert split_rows(records, held_out_percent=30) == (train, held)
     assert held and train

@@ -66,20 +66,24 @@ def test_packaged_checkpoint_converts_exactly() -> None:
     backbone, classifier = convert_lite0_checkpoint(packaged_style_state_dict(source))
     target = EfficientNetLiteVisionModel(small_vision_config())
     target.load_state_dict(backbone, strict=True)
-    assert all(torch.equal(a, b) for a, b in
-               zip(source.state_dict().values(), target.state_dict().values()))
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(source.state_dict().values(), target.state_dict().values())
+    )
     assert classifier["weight"].shape == (1000, 24)
 
 
 def test_registered_with_auto_classes() -> None:
-    config = AutoConfig.for_model("efficientnet_lite_vision", hidden_size=24,
-                                  stages=SMALL_STAGES, stem_channels=8)
+    config = AutoConfig.for_model(
+        "efficientnet_lite_vision", hidden_size=24, stages=SMALL_STAGES, stem_channels=8
+    )
     assert isinstance(AutoModel.from_config(config), EfficientNetLiteVisionModel)
 
 
 def ask(model, processor, question: str = "What is shown?") -> torch.Tensor:
-    messages = [{"role": "user", "content": [{"type": "image"},
-                                             {"type": "text", "text": question}]}]
+    messages = [
+        {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}
+    ]
     prompt = processor.apply_chat_template(messages, add_generation_prompt=True)
     inputs = processor(images=tiny_image(0), text=prompt, return_tensors="pt")
     assert (inputs["input_ids"] == TOKEN_IDS["<image>"]).sum() == 4  # 64x64 -> 2x2 grid
@@ -88,12 +92,15 @@ def ask(model, processor, question: str = "What is shown?") -> torch.Tensor:
 
 def test_chat_template_places_image_and_default_system_prompt() -> None:
     _, processor = tiny_lite_llava()
-    messages = [{"role": "user", "content": [{"type": "image"},
-                                             {"type": "text", "text": "What is shown?"}]}]
+    messages = [
+        {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "What is shown?"}]}
+    ]
     text = processor.apply_chat_template(messages, add_generation_prompt=True)
-    assert text == ("<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by "
-                    "Hugging Face<|im_end|>\n<|im_start|>user\n<image>\nWhat is shown?"
-                    "<|im_end|>\n<|im_start|>assistant\n")
+    assert text == (
+        "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by "
+        "Hugging Face<|im_end|>\n<|im_start|>user\n<image>\nWhat is shown?"
+        "<|im_end|>\n<|im_start|>assistant\n"
+    )
 
 
 def test_llava_generate_and_save_load_round_trip(tmp_path) -> None:

@@ -63,23 +63,47 @@ class Case:
     norm_bias: torch.Tensor
 
     def routing_args(self) -> tuple[torch.Tensor, ...]:
-        return (self.phi_in, self.psi_in, self.phi_sentinel, self.phi_experts, self.psi_experts,
-                self.routable)
+        return (
+            self.phi_in,
+            self.psi_in,
+            self.phi_sentinel,
+            self.phi_experts,
+            self.psi_experts,
+            self.routable,
+        )
 
     def fusion_args(self, weights: torch.Tensor) -> tuple:
         return (self.hidden, weights, self.up, self.down, self.norm_weight, self.norm_bias, EPS)
 
     def all_args(self) -> tuple:
-        return (self.hidden, self.phi_in, self.psi_in, self.phi_sentinel, self.routable,
-                self.phi_experts, self.psi_experts, self.up, self.down, self.norm_weight,
-                self.norm_bias, EPS)
+        return (
+            self.hidden,
+            self.phi_in,
+            self.psi_in,
+            self.phi_sentinel,
+            self.routable,
+            self.phi_experts,
+            self.psi_experts,
+            self.up,
+            self.down,
+            self.norm_weight,
+            self.norm_bias,
+            EPS,
+        )
 
     def to(self, dtype: torch.dtype, norm_dtype: torch.dtype = torch.float32) -> Case:
         """Features, hidden states and experts in ``dtype``; the LayerNorm in ``norm_dtype``."""
-        fields = {name: value.to(dtype) for name, value in vars(self).items()
-                  if name not in ("routable", "norm_weight", "norm_bias")}
-        return replace(self, norm_weight=self.norm_weight.to(norm_dtype),
-                       norm_bias=self.norm_bias.to(norm_dtype), **fields)
+        fields = {
+            name: value.to(dtype)
+            for name, value in vars(self).items()
+            if name not in ("routable", "norm_weight", "norm_bias")
+        }
+        return replace(
+            self,
+            norm_weight=self.norm_weight.to(norm_dtype),
+            norm_bias=self.norm_bias.to(norm_dtype),
+            **fields,
+        )
 
 
 def make_case(
@@ -140,8 +164,12 @@ def literal_route_and_fuse(case: Case, visual_weight: float = 0.0) -> Literal:
     """``kept = sim(phi, phi_e) > sim(phi, phi_sentinel)``, ``w = sigmoid(s) softmax_kept(s)``
     with ``s = sim(psi, psi_e) + visual_weight (sim(phi, phi_e) - sim(phi, phi_sentinel))``,
     ``h + sum_e w_e ReLU(LN(h) U_e^T) V_e``."""
-    c = Case(**{name: value.cpu().double() if value.is_floating_point() else value.cpu()
-                for name, value in vars(case).items()})
+    c = Case(
+        **{
+            name: value.cpu().double() if value.is_floating_point() else value.cpu()
+            for name, value in vars(case).items()
+        }
+    )
     num_inputs, k, d_m = c.phi_in.shape
     num_experts = c.phi_experts.shape[0]
 
@@ -191,11 +219,11 @@ def assert_matches(
     assert weights.dtype == torch.float32 and fused.dtype == case.hidden.dtype
     assert torch.equal(weights.cpu() > 0, expected.kept)
     torch.testing.assert_close(weights.cpu().double(), expected.weights, rtol=1e-4, atol=1e-6)
-    torch.testing.assert_close(fused.cpu().double(), expected.fused, rtol=fused_tol,
-                               atol=fused_tol)
+    torch.testing.assert_close(fused.cpu().double(), expected.fused, rtol=fused_tol, atol=fused_tol)
     untouched = ~expected.kept.any(dim=1)
-    assert torch.equal(fused[untouched.to(fused.device)],
-                       case.hidden[untouched.to(case.hidden.device)])
+    assert torch.equal(
+        fused[untouched.to(fused.device)], case.hidden[untouched.to(case.hidden.device)]
+    )
 
 
 KINDS = ["mixed", "none", "all", "unroutable", "empty"]
@@ -285,8 +313,9 @@ def test_fusion_kernel_position_blocks(kernels, block_l: int) -> None:
     fused = kernels.fusion.fuse_experts_triton(
         *case.fusion_args(weights), blocks=kernels.fusion.FusionBlocks(block_l=block_l)
     )
-    torch.testing.assert_close(fused, routing.fuse_experts(*case.fusion_args(weights)),
-                               rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(
+        fused, routing.fuse_experts(*case.fusion_args(weights)), rtol=1e-5, atol=1e-5
+    )
 
 
 def test_kept_experts_compaction(kernels) -> None:
@@ -311,14 +340,17 @@ def test_kernels_fp16(kernels, norm_dtype: torch.dtype) -> None:
 def test_kernels_fp16_storage_with_fp32_inputs(kernels) -> None:
     case = make_case("mixed", num_experts=13, seed=6)
     half = case.to(torch.float16)
-    case = replace(case, phi_experts=half.phi_experts, psi_experts=half.psi_experts,
-                   up=half.up, down=half.down)
+    case = replace(
+        case, phi_experts=half.phi_experts, psi_experts=half.psi_experts, up=half.up, down=half.down
+    )
     fused, weights = route_and_fuse(*case.all_args(), backend="triton")
     assert_matches(weights, fused, literal_route_and_fuse(case), case)
 
 
-@pytest.mark.skipif(DEVICE != "cuda", reason="bf16 arithmetic is wrong in the Triton "
-                    "interpreter, so bf16 is only checked on a GPU")
+@pytest.mark.skipif(
+    DEVICE != "cuda",
+    reason="bf16 arithmetic is wrong in the Triton interpreter, so bf16 is only checked on a GPU",
+)
 def test_kernels_bf16(kernels) -> None:
     case = make_case("mixed", num_experts=13, seed=7).to(torch.bfloat16)
     fused, weights = route_and_fuse(*case.all_args(), backend="triton")

@@ -17,8 +17,11 @@ REAL_ANNOTATIONS = Path(__file__).resolve().parents[1].parent / "shared/data/rea
 
 @pytest.mark.parametrize(
     ("name", "count", "task"),
-    [("evqa_eval.json", 2093, "vqa"), ("eic_eval.json", 1000, "caption"),
-     ("vlkeb_eval.json", 3174, "vqa")],
+    [
+        ("evqa_eval.json", 2093, "vqa"),
+        ("eic_eval.json", 1000, "caption"),
+        ("vlkeb_eval.json", 3174, "vqa"),
+    ],
 )
 def test_real_annotation_files_load_with_uniform_schema(name, count, task):
     path = REAL_ANNOTATIONS / name
@@ -33,8 +36,9 @@ def test_real_annotation_files_load_with_uniform_schema(name, count, task):
             expected = expected if expected.startswith(LOC_PREFIX) else LOC_PREFIX + expected
         assert first[key] == expected
     assert first["task"] == task and first["source"] == path.stem
-    assert all(q.startswith(LOC_PREFIX) and not q.startswith(LOC_PREFIX * 2)
-               for q in dataset["loc"])
+    assert all(
+        q.startswith(LOC_PREFIX) and not q.startswith(LOC_PREFIX * 2) for q in dataset["loc"]
+    )
     assert all(dataset["image"]) and all(dataset["alt"])
 
 
@@ -60,15 +64,28 @@ def _fake_benchmark(root: Path) -> list[dict]:
         (root / "images").mkdir(exist_ok=True)
         Image.new("RGB", (8, 6), colour).save(root / "images" / f"{name}.png")
     records = [
-        {"src": "What is the capital of the country whose flag is shown?",
-         "rephrase": "Which city is the capital of the nation with this flag?", "pred": "",
-         "alt": "Lima", "image": "images/flag.png", "image_rephrase": "images/flag2.png",
-         "loc": "nq question: what is the atomic number of neon", "loc_ans": "10",
-         "m_loc": "images/loc.png", "m_loc_q": "What animal is this?", "m_loc_a": "cat",
-         "task": "vqa", "source": "hf-liveedit-benchmark", "split": "test",
-         "entity": "France", "relation": "country/capital", "answer": "Paris",
-         "entity_key": "country:FR", "image_source": "kgeography-flags",
-         "image_rephrase_source": "noto-emoji"},
+        {
+            "src": "What is the capital of the country whose flag is shown?",
+            "rephrase": "Which city is the capital of the nation with this flag?",
+            "pred": "",
+            "alt": "Lima",
+            "image": "images/flag.png",
+            "image_rephrase": "images/flag2.png",
+            "loc": "nq question: what is the atomic number of neon",
+            "loc_ans": "10",
+            "m_loc": "images/loc.png",
+            "m_loc_q": "What animal is this?",
+            "m_loc_a": "cat",
+            "task": "vqa",
+            "source": "hf-liveedit-benchmark",
+            "split": "test",
+            "entity": "France",
+            "relation": "country/capital",
+            "answer": "Paris",
+            "entity_key": "country:FR",
+            "image_source": "kgeography-flags",
+            "image_rephrase_source": "noto-emoji",
+        },
     ]
     (root / "test.json").write_text(json.dumps(records), encoding="utf-8")
     return records
@@ -158,8 +175,15 @@ def test_data_card_and_picture_sheet(tmp_path):
     _fake_benchmark(tmp_path)
     (tmp_path / "train.json").write_text("[]", encoding="utf-8")
     records = read_split_files(tmp_path)
-    info = {"seed": 0, "test_fraction": 0.5, "seconds": 1.0, "n_images": 3, "preds_missing": 1,
-            "counts": count_records(records), "packages": {"kgeography-data": "1"}}
+    info = {
+        "seed": 0,
+        "test_fraction": 0.5,
+        "seconds": 1.0,
+        "n_images": 3,
+        "preds_missing": 1,
+        "counts": count_records(records),
+        "packages": {"kgeography-data": "1"},
+    }
     card = write_card(tmp_path, info, {}).read_text(encoding="utf-8")
     assert "| country/capital | 0 | 1 |" in card and "kgeography-data | 1 |" in card
     with Image.open(tmp_path / "sheet.png") as sheet:
