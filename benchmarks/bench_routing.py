@@ -54,13 +54,23 @@ class Problem:
     eps: float = 1e-5
 
     def route_args(self) -> tuple:
-        return (self.hidden, self.phi_in, self.psi_in, self.phi_sentinel, self.routable,
-                self.phi_experts, self.psi_experts, self.up, self.down, self.norm_weight,
-                self.norm_bias, self.eps)
+        return (
+            self.hidden,
+            self.phi_in,
+            self.psi_in,
+            self.phi_sentinel,
+            self.routable,
+            self.phi_experts,
+            self.psi_experts,
+            self.up,
+            self.down,
+            self.norm_weight,
+            self.norm_bias,
+            self.eps,
+        )
 
     def decode_args(self, weights: torch.Tensor) -> tuple:
-        return (self.step, weights, self.up, self.down, self.norm_weight, self.norm_bias,
-                self.eps)
+        return (self.step, weights, self.up, self.down, self.norm_weight, self.norm_bias, self.eps)
 
 
 def make_problem(args: argparse.Namespace, num_experts: int) -> Problem:
@@ -116,8 +126,9 @@ def loop_decode(p: Problem, cached: list[float]) -> torch.Tensor:
     return loop_fuse(p, p.step, [cached[e] for e in experts], experts)
 
 
-def loop_fuse(p: Problem, hidden: torch.Tensor, weights: list[float], experts: list[int]
-              ) -> torch.Tensor:
+def loop_fuse(
+    p: Problem, hidden: torch.Tensor, weights: list[float], experts: list[int]
+) -> torch.Tensor:
     """``h + sum_e w_e ReLU(LN(h) U_e^T) V_e``, one expert at a time."""
     if not experts:
         return hidden
@@ -134,8 +145,14 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def timeit(fn: Callable[[], object], device: torch.device, min_time: float = 0.3,
-           min_runs: int = 3, max_runs: int = 50, warmup: bool = True) -> float:
+def timeit(
+    fn: Callable[[], object],
+    device: torch.device,
+    min_time: float = 0.3,
+    min_runs: int = 3,
+    max_runs: int = 50,
+    warmup: bool = True,
+) -> float:
     """Best seconds per call of at least ``min_runs`` calls (about ``min_time`` in total): the
     minimum, because this machine is shared and noise only ever adds time."""
     if warmup:
@@ -173,10 +190,15 @@ def fmt(seconds: float | None) -> str:
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dtype", choices=list(DTYPES), default="float32",
-                        help="storage and compute dtype of features, experts and hidden states")
-    parser.add_argument("--sizes", default="1,10,100,1000,10000,100000",
-                        help="comma-separated repository sizes N")
+    parser.add_argument(
+        "--dtype",
+        choices=list(DTYPES),
+        default="float32",
+        help="storage and compute dtype of features, experts and hidden states",
+    )
+    parser.add_argument(
+        "--sizes", default="1,10,100,1000,10000,100000", help="comma-separated repository sizes N"
+    )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--kept", type=int, default=3, help="experts each input keeps")
     parser.add_argument("--prefill-len", type=int, default=80)
@@ -184,16 +206,21 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--module-dim", type=int, default=1024)
     parser.add_argument("--queries", type=int, default=4)
     parser.add_argument("--rank", type=int, default=4)
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch CPU threads (default: torch's choice)")
-    parser.add_argument("--loop-budget", type=float, default=20.0,
-                        help="skip the per-expert loop once its projected time per call exceeds "
-                             "this many seconds")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)"
+    )
+    parser.add_argument(
+        "--loop-budget",
+        type=float,
+        default=20.0,
+        help="skip the per-expert loop once its projected time per call exceeds this many seconds",
+    )
     return parser.parse_args()
 
 
-def bench_size(args: argparse.Namespace, num_experts: int, bandwidth: float,
-               loop_per_expert: float) -> tuple[list[str], float]:
+def bench_size(
+    args: argparse.Namespace, num_experts: int, bandwidth: float, loop_per_expert: float
+) -> tuple[list[str], float]:
     """One table row for ``num_experts``, and the loop's seconds per expert (for projections)."""
     device = torch.device(args.device)
     p = make_problem(args, num_experts)
@@ -209,14 +236,24 @@ def bench_size(args: argparse.Namespace, num_experts: int, bandwidth: float,
         elapsed = time.perf_counter() - start
         loop_per_expert = elapsed / num_experts
         torch.testing.assert_close(loop_fused.float(), fused.float(), rtol=2e-2, atol=2e-2)
-        prefill_loop = timeit(lambda: loop_prefill(p), device, min_time=0.0,
-                              min_runs=1 if elapsed > 1 else 3, warmup=False)
+        prefill_loop = timeit(
+            lambda: loop_prefill(p),
+            device,
+            min_time=0.0,
+            min_runs=1 if elapsed > 1 else 3,
+            warmup=False,
+        )
         cached = weights[0].tolist()
         decode_loop = timeit(lambda: loop_decode(p, cached), device)
 
     feature_bytes = num_experts * 2 * args.queries * args.module_dim
-    row = [f"{num_experts:,}", fmt(prefill_torch), fmt(prefill_loop),
-           fmt(feature_bytes * 4 / bandwidth), fmt(feature_bytes * 2 / bandwidth)]
+    row = [
+        f"{num_experts:,}",
+        fmt(prefill_torch),
+        fmt(prefill_loop),
+        fmt(feature_bytes * 4 / bandwidth),
+        fmt(feature_bytes * 2 / bandwidth),
+    ]
     if device.type == "cuda":
         from hf_liveedit.kernels import fuse_experts, route_and_fuse
 
@@ -241,13 +278,20 @@ def main() -> None:
     triton = device.type == "cuda"
     copy, read = memory_bandwidth(device)
     bandwidth = max(copy, read)
-    where = torch.cuda.get_device_name(device) if triton else (
-        f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads")
-    print(f"device: {where}; torch {torch.__version__}; dtype {args.dtype}; d={args.hidden_size}, "
-          f"d_m={args.module_dim}, k={args.queries}, r={args.rank}; prefill {args.prefill_len} "
-          f"tokens, decode 1 token; {args.kept} kept experts per input")
-    print(f"memory bandwidth: 1 GiB copy {copy / 1e9:.1f} GB/s (read + write), 1 GiB sum "
-          f"{read / 1e9:.1f} GB/s (read); the limit uses the larger\n")
+    where = (
+        torch.cuda.get_device_name(device)
+        if triton
+        else (f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads")
+    )
+    print(
+        f"device: {where}; torch {torch.__version__}; dtype {args.dtype}; d={args.hidden_size}, "
+        f"d_m={args.module_dim}, k={args.queries}, r={args.rank}; prefill {args.prefill_len} "
+        f"tokens, decode 1 token; {args.kept} kept experts per input"
+    )
+    print(
+        f"memory bandwidth: 1 GiB copy {copy / 1e9:.1f} GB/s (read + write), 1 GiB sum "
+        f"{read / 1e9:.1f} GB/s (read); the limit uses the larger\n"
+    )
 
     header = ["N", "prefill torch", "prefill loop", "limit fp32", "limit fp16"]
     if triton:
@@ -263,10 +307,12 @@ def main() -> None:
         row, loop_per_expert = bench_size(args, num_experts, bandwidth, loop_per_expert)
         print("| " + " | ".join(row) + " |", flush=True)
 
-    print("\nprefill = route_and_fuse (routing over all N + fusion of the kept experts); decode = "
-          "fuse_experts on one token with the prefill weights; loop = one expert at a time in "
-          "Python (— = skipped, projected over --loop-budget); limit = bytes of the N routing "
-          "features (phi and psi) / memory bandwidth.")
+    print(
+        "\nprefill = route_and_fuse (routing over all N + fusion of the kept experts); decode = "
+        "fuse_experts on one token with the prefill weights; loop = one expert at a time in "
+        "Python (— = skipped, projected over --loop-budget); limit = bytes of the N routing "
+        "features (phi and psi) / memory bandwidth."
+    )
 
 
 if __name__ == "__main__":

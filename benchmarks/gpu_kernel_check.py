@@ -32,8 +32,16 @@ REPO = Path(__file__).resolve().parents[1]
 
 def problem_args(dtype: str, device: str) -> argparse.Namespace:
     """The default backbone's shapes (see bench_routing.py), one input of 80 tokens."""
-    return argparse.Namespace(dtype=dtype, device=device, kept=3, prefill_len=80,
-                              hidden_size=576, module_dim=1024, queries=4, rank=4)
+    return argparse.Namespace(
+        dtype=dtype,
+        device=device,
+        kept=3,
+        prefill_len=80,
+        hidden_size=576,
+        module_dim=1024,
+        queries=4,
+        rank=4,
+    )
 
 
 def check(p: Problem, label: str, tol: float) -> None:
@@ -60,25 +68,33 @@ def speed_row(p: Problem, dtype: str) -> str:
         timeit(lambda: fuse_experts(*p.decode_args(weights), backend="triton"), device),
     ]
     ms = [f"{t * 1e3:.3f}" for t in times]
-    return (f"| {dtype} | {p.phi_experts.shape[0]:,} | {ms[0]} | {ms[1]} | "
-            f"{times[0] / times[1]:.1f}x | {ms[2]} | {ms[3]} | {times[2] / times[3]:.1f}x |")
+    return (
+        f"| {dtype} | {p.phi_experts.shape[0]:,} | {ms[0]} | {ms[1]} | "
+        f"{times[0] / times[1]:.1f}x | {ms[2]} | {ms[3]} | {times[2] / times[3]:.1f}x |"
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--skip-tests", action="store_true")
     parser.add_argument("--sizes", default="1000,10000,100000")
-    parser.add_argument("--device", default="cuda",
-                        help="cpu only to smoke-test this script under TRITON_INTERPRET=1")
+    parser.add_argument(
+        "--device",
+        default="cuda",
+        help="cpu only to smoke-test this script under TRITON_INTERPRET=1",
+    )
     args = parser.parse_args()
     if args.device == "cuda" and not torch.cuda.is_available():
         sys.exit("gpu_kernel_check: no CUDA device")
     device = torch.device(args.device)
     sizes = [int(s) for s in args.sizes.split(",")]
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU (interpreter)"
-    print(f"{name}; torch {torch.__version__}; "
-          "memory bandwidth (copy, read): "
-          + ", ".join(f"{b / 1e9:.0f} GB/s" for b in memory_bandwidth(device)) + "\n")
+    print(
+        f"{name}; torch {torch.__version__}; "
+        "memory bandwidth (copy, read): "
+        + ", ".join(f"{b / 1e9:.0f} GB/s" for b in memory_bandwidth(device))
+        + "\n"
+    )
 
     if not args.skip_tests:
         test = [sys.executable, "-m", "pytest", "-q", str(REPO / "tests" / "test_kernels.py")]
@@ -95,15 +111,21 @@ def main() -> None:
     everything.phi_sentinel = -everything.phi_in  # threshold far below: everything kept
     check(everything, f"float32 N={num_experts}, all kept", 1e-4)
 
-    print("\nms per call (best of >= 3); prefill = routing + fusion of 80 tokens, "
-          "decode = fusion of 1 token with cached weights\n")
-    print("| dtype | N | prefill torch | prefill triton | speed-up | decode torch | "
-          "decode triton | speed-up |")
+    print(
+        "\nms per call (best of >= 3); prefill = routing + fusion of 80 tokens, "
+        "decode = fusion of 1 token with cached weights\n"
+    )
+    print(
+        "| dtype | N | prefill torch | prefill triton | speed-up | decode torch | "
+        "decode triton | speed-up |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for dtype in ("float32", "float16", "bfloat16"):
         for num_experts in sizes:
-            print(speed_row(make_problem(problem_args(dtype, args.device), num_experts), dtype),
-                  flush=True)
+            print(
+                speed_row(make_problem(problem_args(dtype, args.device), num_experts), dtype),
+                flush=True,
+            )
 
     num_experts = max(sizes)
     print(f"\nrouting kernel alone, N={num_experts:,}, fp16 storage: block sizes (ms per call)")
@@ -112,12 +134,14 @@ def main() -> None:
     feature_bytes = 2 * p.phi_experts.numel() * p.phi_experts.element_size()
     for block_n in (16, 32, 64, 128):
         for block_f, num_warps in ((64, 4), (128, 4), (128, 8), (256, 8)):
-            blocks = RoutingBlocks(block_n=block_n, block_f=block_f, block_b=1,
-                                   num_warps=num_warps)
-            seconds = timeit(lambda b=blocks: compute_routing_triton(*routing_args, blocks=b),
-                             device)
-            print(f"block_n={block_n:4d} block_f={block_f:4d} num_warps={num_warps}: "
-                  f"{seconds * 1e3:.3f} ms, {feature_bytes / seconds / 1e9:.0f} GB/s read")
+            blocks = RoutingBlocks(block_n=block_n, block_f=block_f, block_b=1, num_warps=num_warps)
+            seconds = timeit(
+                lambda b=blocks: compute_routing_triton(*routing_args, blocks=b), device
+            )
+            print(
+                f"block_n={block_n:4d} block_f={block_f:4d} num_warps={num_warps}: "
+                f"{seconds * 1e3:.3f} ms, {feature_bytes / seconds / 1e9:.0f} GB/s read"
+            )
     default = RoutingBlocks.default(device, 1, p.phi_in[0].numel())
     print(f"default: {default}")
 

@@ -179,10 +179,23 @@ def fuse_experts_triton(
         kept = kept_experts(weights)
     blocks = blocks or FusionBlocks.default(hidden.device, seq_len, hidden_size)
     _fuse_kernel[(num_inputs, triton.cdiv(seq_len, blocks.block_l))](
-        hidden.contiguous(), out, weights.float().contiguous(), kept.index, kept.count,
-        up.contiguous(), down.contiguous(), norm_weight.contiguous(), norm_bias.contiguous(),
-        seq_len, hidden_size, weights.shape[1], kept.index.shape[1], norm_eps,
-        RANK=up.shape[1], BLOCK_L=blocks.block_l, BLOCK_D=triton.next_power_of_2(hidden_size),
+        hidden.contiguous(),
+        out,
+        weights.float().contiguous(),
+        kept.index,
+        kept.count,
+        up.contiguous(),
+        down.contiguous(),
+        norm_weight.contiguous(),
+        norm_bias.contiguous(),
+        seq_len,
+        hidden_size,
+        weights.shape[1],
+        kept.index.shape[1],
+        norm_eps,
+        RANK=up.shape[1],
+        BLOCK_L=blocks.block_l,
+        BLOCK_D=triton.next_power_of_2(hidden_size),
         num_warps=blocks.num_warps,
     )
     return out

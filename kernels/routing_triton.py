@@ -185,12 +185,14 @@ class RoutingBlocks:
             return cls(block_n=max(16, 32 // block_b), block_f=64, block_b=block_b)
         # The interpreter pays per program and per op, not per element: use big tiles.
         block_f = min(triton.next_power_of_2(max(feat_size, 1)), 1024)
-        return cls(block_n=64, block_f=block_f, block_b=block_b, num_splits=2,
-                   normalize_block_n=4096)
+        return cls(
+            block_n=64, block_f=block_f, block_b=block_b, num_splits=2, normalize_block_n=4096
+        )
 
 
-def _num_splits(blocks: RoutingBlocks, device: torch.device, num_n_blocks: int,
-                num_b_blocks: int) -> int:
+def _num_splits(
+    blocks: RoutingBlocks, device: torch.device, num_n_blocks: int, num_b_blocks: int
+) -> int:
     if blocks.num_splits is not None:
         return max(1, min(blocks.num_splits, num_n_blocks))
     if device.type != "cuda":
@@ -238,16 +240,34 @@ def compute_routing_triton(
         return x.reshape(x.shape[0], feat_size).contiguous()
 
     _routing_logits_kernel[(num_b_blocks, num_splits)](
-        flat(phi_in), flat(psi_in), flat(phi_sentinel), routable.to(torch.int8).contiguous(),
-        flat(phi_experts), flat(psi_experts), weights, split_max, split_sum,
-        num_inputs, num_experts, feat_size, 1.0 / (k * math.sqrt(d_m)), float(visual_weight),
+        flat(phi_in),
+        flat(psi_in),
+        flat(phi_sentinel),
+        routable.to(torch.int8).contiguous(),
+        flat(phi_experts),
+        flat(psi_experts),
+        weights,
+        split_max,
+        split_sum,
+        num_inputs,
+        num_experts,
+        feat_size,
+        1.0 / (k * math.sqrt(d_m)),
+        float(visual_weight),
         num_splits,
-        BLOCK_B=blocks.block_b, BLOCK_N=blocks.block_n, BLOCK_F=blocks.block_f,
+        BLOCK_B=blocks.block_b,
+        BLOCK_N=blocks.block_n,
+        BLOCK_F=blocks.block_f,
         num_warps=blocks.num_warps,
     )
     normalize_block_n = min(blocks.normalize_block_n, triton.next_power_of_2(num_experts))
     _routing_normalize_kernel[(num_inputs, triton.cdiv(num_experts, normalize_block_n))](
-        weights, split_max, split_sum, num_experts, num_splits,
-        BLOCK_S=triton.next_power_of_2(num_splits), BLOCK_N=normalize_block_n,
+        weights,
+        split_max,
+        split_sum,
+        num_experts,
+        num_splits,
+        BLOCK_S=triton.next_power_of_2(num_splits),
+        BLOCK_N=normalize_block_n,
     )
     return weights

@@ -13,19 +13,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     Args:
         parser: The sub-command's parser.
     """
-    parser.add_argument("--out", default=None,
-                        help="output folder (default: $HF_LIVEEDIT_CACHE/benchmark or "
-                             "~/.cache/hf_liveedit/benchmark)")
+    parser.add_argument(
+        "--out",
+        default=None,
+        help="output folder (default: $HF_LIVEEDIT_CACHE/benchmark or "
+        "~/.cache/hf_liveedit/benchmark)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed for splits and edit targets")
-    parser.add_argument("--test-fraction", type=float, default=0.55,
-                        help="share of each entity kind's entities in the test split")
+    parser.add_argument(
+        "--test-fraction",
+        type=float,
+        default=0.55,
+        help="share of each entity kind's entities in the test split",
+    )
     preds = parser.add_mutually_exclusive_group()
-    preds.add_argument("--skip-preds", action="store_true",
-                       help="do not run the default backbone; leave `pred` empty")
-    preds.add_argument("--fill-preds", action="store_true",
-                       help="only fill empty `pred` fields of an existing build")
-    preds.add_argument("--redo-preds", action="store_true",
-                       help="answer every record of an existing build again (backbone changed)")
+    preds.add_argument(
+        "--skip-preds",
+        action="store_true",
+        help="do not run the default backbone; leave `pred` empty",
+    )
+    preds.add_argument(
+        "--fill-preds",
+        action="store_true",
+        help="only fill empty `pred` fields of an existing build",
+    )
+    preds.add_argument(
+        "--redo-preds",
+        action="store_true",
+        help="answer every record of an existing build again (backbone changed)",
+    )
     parser.add_argument("--batch-size", type=int, default=16, help="prompts per generate call")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -50,16 +66,24 @@ def run(args: argparse.Namespace) -> int:
         if not (out / "test.json").is_file():
             print(f"no benchmark in {out}: build it first (without --fill-preds)")
             return 1
-        if not fill_predictions(out, progress=not args.quiet, batch_size=args.batch_size,
-                                redo=args.redo_preds):
-            print("the default backbone (hf_liveedit.embedded.load_default_backbone) is not "
-                  "available; `pred` stays empty")
+        if not fill_predictions(
+            out, progress=not args.quiet, batch_size=args.batch_size, redo=args.redo_preds
+        ):
+            print(
+                "the default backbone (hf_liveedit.embedded.load_default_backbone) is not "
+                "available; `pred` stays empty"
+            )
             return 1
         missing = refresh_after_preds(out)
         print(f"filled pred in {out} ({missing} records still without pred)")
         return 0
-    report = build_benchmark(args.out, seed=args.seed, test_fraction=args.test_fraction,
-                             fill_preds=not args.skip_preds, batch_size=args.batch_size,
-                             progress=not args.quiet)
+    report = build_benchmark(
+        args.out,
+        seed=args.seed,
+        test_fraction=args.test_fraction,
+        fill_preds=not args.skip_preds,
+        batch_size=args.batch_size,
+        progress=not args.quiet,
+    )
     print(report.summary())
     return 0

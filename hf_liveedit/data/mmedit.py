@@ -114,7 +114,9 @@ def records_to_dataset(records: Iterable[dict[str, str]]):
 
     features = Features({key: Value("string") for key in COLUMNS})
     rows = list(records)
-    return Dataset.from_dict({key: [row[key] for row in rows] for key in COLUMNS}, features=features)
+    return Dataset.from_dict(
+        {key: [row[key] for row in rows] for key in COLUMNS}, features=features
+    )
 
 
 def load_mmedit(
@@ -227,5 +229,6 @@ def load_benchmark(
         raise FileNotFoundError(
             f"benchmark split file {path} not found; build it with `hf-liveedit build-benchmark`"
         )
-    return load_mmedit(path, root if images else None, task="vqa", source="hf-liveedit-benchmark",
-                       split=split)
+    return load_mmedit(
+        path, root if images else None, task="vqa", source="hf-liveedit-benchmark", split=split
+    )

@@ -25,8 +25,9 @@ def entity_of(record: CaptionedImage) -> str:
     return f"{record.source}:{normalize_answer(record.name or record.caption)}"
 
 
-def split_rows(records: list[CaptionedImage], held_out_percent: int = 10
-               ) -> tuple[list[int], list[int]]:
+def split_rows(
+    records: list[CaptionedImage], held_out_percent: int = 10
+) -> tuple[list[int], list[int]]:
     """Deterministic entity-disjoint train/held-out split by a hash of the entity.
 
     Args:
@@ -44,8 +45,14 @@ def split_rows(records: list[CaptionedImage], held_out_percent: int = 10
 
 
 @torch.no_grad()
-def generate_answers(model, processor, records: list[CaptionedImage], examples: list[Example],
-                     max_new_tokens: int = 16, batch_size: int = 16) -> list[str]:
+def generate_answers(
+    model,
+    processor,
+    records: list[CaptionedImage],
+    examples: list[Example],
+    max_new_tokens: int = 16,
+    batch_size: int = 16,
+) -> list[str]:
     """Greedy answers through ``processor`` + ``model.generate``, exactly as a user would call.
 
     Args:
@@ -65,24 +72,38 @@ def generate_answers(model, processor, records: list[CaptionedImage], examples: 
         batch = examples[i : i + batch_size]
         prompts = [
             processor.apply_chat_template(
-                [{"role": "user", "content": [{"type": "image"},
-                                              {"type": "text", "text": QUESTIONS[ex.task]}]}],
+                [
+                    {
+                        "role": "user",
+                        "content": [
+                            {"type": "image"},
+                            {"type": "text", "text": QUESTIONS[ex.task]},
+                        ],
+                    }
+                ],
                 add_generation_prompt=True,
             )
             for ex in batch
         ]
         images = [records[ex.row].load() for ex in batch]
         inputs = processor(images=images, text=prompts, padding=True, return_tensors="pt")
-        out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False,
-                             pad_token_id=processor.tokenizer.pad_token_id)
-        new_tokens = out[:, inputs["input_ids"].shape[1]:]
-        answers += [a.strip() for a in
-                    processor.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
+        out = model.generate(
+            **inputs,
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            pad_token_id=processor.tokenizer.pad_token_id,
+        )
+        new_tokens = out[:, inputs["input_ids"].shape[1] :]
+        answers += [
+            a.strip()
+            for a in processor.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+        ]
     return answers
 
 
-def summarize(records: list[CaptionedImage], examples: list[Example],
-              token_scores: list[tuple[int, int]]) -> dict[str, dict[str, float]]:
+def summarize(
+    records: list[CaptionedImage], examples: list[Example], token_scores: list[tuple[int, int]]
+) -> dict[str, dict[str, float]]:
     """Teacher-forced token accuracy per task and per source/task.
 
     Args:
@@ -99,12 +120,15 @@ def summarize(records: list[CaptionedImage], examples: list[Example],
             sums[group][0] += hit
             sums[group][1] += total
             sums[group][2] += 1
-    return {g: {"token_accuracy": round(h / max(t, 1), 4), "n": n}
-            for g, (h, t, n) in sorted(sums.items())}
+    return {
+        g: {"token_accuracy": round(h / max(t, 1), 4), "n": n}
+        for g, (h, t, n) in sorted(sums.items())
+    }
 
 
-def name_exact_match(records: list[CaptionedImage], examples: list[Example],
-                     answers: list[str]) -> dict[str, dict[str, float]]:
+def name_exact_match(
+    records: list[CaptionedImage], examples: list[Example], answers: list[str]
+) -> dict[str, dict[str, float]]:
     """Exact match (normalized) and containment of generated names, per source and overall.
 
     Args:
@@ -122,5 +146,7 @@ def name_exact_match(records: list[CaptionedImage], examples: list[Example],
             sums[group][0] += got == want
             sums[group][1] += want in got
             sums[group][2] += 1
-    return {g: {"exact_match": round(e / n, 4), "contains": round(c / n, 4), "n": n}
-            for g, (e, c, n) in sorted(sums.items())}
+    return {
+        g: {"exact_match": round(e / n, 4), "contains": round(c / n, 4), "n": n}
+        for g, (e, c, n) in sorted(sums.items())
+    }

@@ -68,8 +68,9 @@ def dequantize_smollm2(out_dir: Path, install: bool = True) -> Path:
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     src = smollm2_gguf_dir(install)
-    quantized = AutoModelForCausalLM.from_pretrained(src, gguf_file=SMOLLM2_GGUF,
-                                                     dtype=torch.float32)
+    quantized = AutoModelForCausalLM.from_pretrained(
+        src, gguf_file=SMOLLM2_GGUF, dtype=torch.float32
+    )
     config = AutoConfig.from_pretrained(src, gguf_file=SMOLLM2_GGUF)
     if hasattr(config, "quantization_config"):
         del config.quantization_config

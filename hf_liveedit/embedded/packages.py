@@ -25,8 +25,9 @@ def _constraints_args() -> list[str]:
     return ["-c", str(constraints)] if constraints.is_file() else []
 
 
-def ensure_pip(distribution: str, requirement: str, *, no_deps: bool = False,
-               install: bool = True) -> None:
+def ensure_pip(
+    distribution: str, requirement: str, *, no_deps: bool = False, install: bool = True
+) -> None:
     """Install a PyPI distribution into the running interpreter if it is missing.
 
     Args:
@@ -56,8 +57,9 @@ def ensure_pip(distribution: str, requirement: str, *, no_deps: bool = False,
 def _apt_installed(package: str) -> bool:
     if shutil.which("dpkg-query") is None:
         return False
-    out = subprocess.run(["dpkg-query", "-W", "-f=${Status}", package],
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        ["dpkg-query", "-W", "-f=${Status}", package], capture_output=True, text=True
+    )
     return out.returncode == 0 and out.stdout.strip().endswith("installed")
 
 

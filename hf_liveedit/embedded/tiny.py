@@ -32,18 +32,30 @@ def tiny_lite_llava() -> tuple[LlavaForConditionalGeneration, LlavaProcessor]:
     tokenizer = tiny_tokenizer()
     config = LlavaConfig(
         vision_config=small_vision_config(),
-        text_config=LlamaConfig(vocab_size=VOCAB_SIZE, hidden_size=32, intermediate_size=64,
-                                num_hidden_layers=2, num_attention_heads=4,
-                                num_key_value_heads=2, pad_token_id=TOKEN_IDS["<pad>"],
-                                eos_token_id=TOKEN_IDS["</s>"]),
-        image_token_id=TOKEN_IDS["<image>"], vision_feature_layer=-1,
-        vision_feature_select_strategy="full", image_seq_length=4,
+        text_config=LlamaConfig(
+            vocab_size=VOCAB_SIZE,
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            pad_token_id=TOKEN_IDS["<pad>"],
+            eos_token_id=TOKEN_IDS["</s>"],
+        ),
+        image_token_id=TOKEN_IDS["<image>"],
+        vision_feature_layer=-1,
+        vision_feature_select_strategy="full",
+        image_seq_length=4,
     )
     with torch.random.fork_rng(devices=[]):  # seeded weights, caller's RNG untouched
         torch.manual_seed(0)
         model = LlavaForConditionalGeneration(config).eval()
     model.generation_config.pad_token_id = tokenizer.pad_token_id
-    processor = LlavaProcessor(image_processor=make_image_processor(64), tokenizer=tokenizer,
-                               patch_size=32, vision_feature_select_strategy="full",
-                               chat_template=CHAT_TEMPLATE)
+    processor = LlavaProcessor(
+        image_processor=make_image_processor(64),
+        tokenizer=tokenizer,
+        patch_size=32,
+        vision_feature_select_strategy="full",
+        chat_template=CHAT_TEMPLATE,
+    )
     return model, processor

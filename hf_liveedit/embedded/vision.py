@@ -150,8 +150,14 @@ class EfficientNetLiteVisionModel(PreTrainedModel):
             for i in range(repeats):
                 first = i == 0
                 blocks.append(
-                    MBConv(in_ch if first else out_ch, out_ch, kernel, stride if first else 1,
-                           expand, config)
+                    MBConv(
+                        in_ch if first else out_ch,
+                        out_ch,
+                        kernel,
+                        stride if first else 1,
+                        expand,
+                        config,
+                    )
                 )
         self.blocks = nn.ModuleList(blocks)
         self.head = ConvBN(config.stages[-1][4], config.hidden_size, 1, 1, config)
@@ -213,7 +219,7 @@ def convert_lite0_checkpoint(state_dict: dict[str, torch.Tensor]) -> tuple[dict,
     backbone, classifier = {}, {}
     for key, value in state_dict.items():
         if key.startswith("_fc."):
-            classifier[key[len("_fc."):]] = value
+            classifier[key[len("_fc.") :]] = value
             continue
         new = key
         for pattern, repl in renames:
@@ -266,6 +272,7 @@ def make_image_processor(image_size: int = 224):
     )
 
 
-AutoConfig.register(EfficientNetLiteVisionConfig.model_type, EfficientNetLiteVisionConfig,
-                    exist_ok=True)
+AutoConfig.register(
+    EfficientNetLiteVisionConfig.model_type, EfficientNetLiteVisionConfig, exist_ok=True
+)
 AutoModel.register(EfficientNetLiteVisionConfig, EfficientNetLiteVisionModel, exist_ok=True)

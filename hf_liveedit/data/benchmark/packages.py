@@ -146,8 +146,9 @@ def debian_version(package: str) -> str:
         The version, or ``""`` when unknown.
     """
     if _installed_debian(package):
-        result = subprocess.run(["dpkg-query", "-W", "-f=${Version}", package],
-                                capture_output=True, text=True)
+        result = subprocess.run(
+            ["dpkg-query", "-W", "-f=${Version}", package], capture_output=True, text=True
+        )
         return result.stdout.strip()
     marker = packages_dir() / "debian" / package / ".complete"
     if marker.is_file():  # holds the .deb file name: name_version_arch.deb

@@ -59,9 +59,17 @@ def clean_answer(text: str) -> str:
     return first.rstrip(".").strip()
 
 
-def generate_answers(model, processor, items: list[tuple[str | None, str]], root: Path, *,
-                     batch_size: int = 16, max_new_tokens: int = 12,
-                     progress: bool = True, desc: str = "pred") -> list[str]:
+def generate_answers(
+    model,
+    processor,
+    items: list[tuple[str | None, str]],
+    root: Path,
+    *,
+    batch_size: int = 16,
+    max_new_tokens: int = 12,
+    progress: bool = True,
+    desc: str = "pred",
+) -> list[str]:
     """Greedy answers of the backbone to ``(image path or None, question)`` pairs.
 
     Args:
@@ -90,13 +98,16 @@ def generate_answers(model, processor, items: list[tuple[str | None, str]], root
         kwargs = {"images": [open_image(path, root) for path, _ in batch]} if with_image else {}
         inputs = processor(
             text=[chat_prompt(processor, question, with_image) for _, question in batch],
-            return_tensors="pt", padding=True, **kwargs,
+            return_tensors="pt",
+            padding=True,
+            **kwargs,
         )
         with torch.inference_mode():
             output = model.generate(**inputs, do_sample=False, max_new_tokens=max_new_tokens)
         new_tokens = output[:, inputs["input_ids"].shape[1] :]
-        answers += [clean_answer(t) for t in
-                    processor.batch_decode(new_tokens, skip_special_tokens=True)]
+        answers += [
+            clean_answer(t) for t in processor.batch_decode(new_tokens, skip_special_tokens=True)
+        ]
         bar.update(len(batch))
     bar.close()
     return answers
@@ -120,12 +131,16 @@ def answer_matches(prediction: str, answer: str) -> tuple[bool, bool]:
 def _rates(pairs: list[tuple[str, str]]) -> dict[str, float]:
     matches = [answer_matches(p, a) for p, a in pairs]
     n = max(len(matches), 1)
-    return {"n": len(matches), "exact": round(sum(e for e, _ in matches) / n, 4),
-            "contains": round(sum(c for _, c in matches) / n, 4)}
+    return {
+        "n": len(matches),
+        "exact": round(sum(e for e, _ in matches) / n, 4),
+        "contains": round(sum(c for _, c in matches) / n, 4),
+    }
 
 
-def base_accuracy(model, processor, out: Path, *, batch_size: int = 16,
-                  progress: bool = True) -> dict:
+def base_accuracy(
+    model, processor, out: Path, *, batch_size: int = 16, progress: bool = True
+) -> dict:
     """How often the unedited backbone knows the true facts and the locality answers (test split).
 
     Args:
@@ -147,10 +162,24 @@ def base_accuracy(model, processor, out: Path, *, batch_size: int = 16,
     facts["all"] = _rates([pair for pairs in by_relation.values() for pair in pairs])
     loc = sorted({(r["loc"], r["loc_ans"]) for r in test})
     m_loc = sorted({(r["m_loc"], r["m_loc_q"], r["m_loc_a"]) for r in test})
-    loc_answers = generate_answers(model, processor, [(None, q) for q, _ in loc], out,
-                                   batch_size=batch_size, progress=progress, desc="loc")
-    m_loc_answers = generate_answers(model, processor, [(i, q) for i, q, _ in m_loc], out,
-                                     batch_size=batch_size, progress=progress, desc="m_loc")
+    loc_answers = generate_answers(
+        model,
+        processor,
+        [(None, q) for q, _ in loc],
+        out,
+        batch_size=batch_size,
+        progress=progress,
+        desc="loc",
+    )
+    m_loc_answers = generate_answers(
+        model,
+        processor,
+        [(i, q) for i, q, _ in m_loc],
+        out,
+        batch_size=batch_size,
+        progress=progress,
+        desc="m_loc",
+    )
     return {
         "pred_vs_answer": facts,
         "loc": _rates([(p, a) for p, (_, a) in zip(loc_answers, loc)]),
@@ -158,8 +187,9 @@ def base_accuracy(model, processor, out: Path, *, batch_size: int = 16,
     }
 
 
-def fill_predictions(out: Path, *, progress: bool = True, batch_size: int = 16,
-                     redo: bool = False) -> bool:
+def fill_predictions(
+    out: Path, *, progress: bool = True, batch_size: int = 16, redo: bool = False
+) -> bool:
     """Fill ``pred`` in ``train.json`` and ``test.json`` where it is empty, then score the backbone.
 
     The base accuracy (:func:`base_accuracy`) is written to ``base_accuracy.json``.
@@ -185,14 +215,20 @@ def fill_predictions(out: Path, *, progress: bool = True, batch_size: int = 16,
         return False
     model, processor = backbone
     model.eval()
-    answers = generate_answers(model, processor, [(r["image"], r["src"]) for r in todo], out,
-                               batch_size=batch_size, progress=progress)
+    answers = generate_answers(
+        model,
+        processor,
+        [(r["image"], r["src"]) for r in todo],
+        out,
+        batch_size=batch_size,
+        progress=progress,
+    )
     for record, answer in zip(todo, answers):
         record["pred"] = answer
     for split, path in files.items():
-        path.write_text(json.dumps(records[split], ensure_ascii=False, indent=1) + "\n",
-                        encoding="utf-8")
+        path.write_text(
+            json.dumps(records[split], ensure_ascii=False, indent=1) + "\n", encoding="utf-8"
+        )
     scores = base_accuracy(model, processor, out, batch_size=batch_size, progress=progress)
-    (out / "base_accuracy.json").write_text(json.dumps(scores, indent=1) + "\n",
-                                            encoding="utf-8")
+    (out / "base_accuracy.json").write_text(json.dumps(scores, indent=1) + "\n", encoding="utf-8")
     return True

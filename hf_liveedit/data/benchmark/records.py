@@ -75,9 +75,7 @@ def counterfactual(fact: Fact, candidates: Sequence[str], rng: random.Random) ->
     return rng.choice(options)
 
 
-def split_entities(
-    entities: Sequence[Entity], test_fraction: float, seed: int
-) -> dict[str, str]:
+def split_entities(entities: Sequence[Entity], test_fraction: float, seed: int) -> dict[str, str]:
     """Assign each entity to ``"train"`` or ``"test"``; all records of an entity share a split.
 
     Entities of each kind are ordered by a seeded hash and the first ``test_fraction`` of them
@@ -157,26 +155,28 @@ def make_records(
             m_loc = rng.choice(image_loc)
             for ref in (entity.image, rephrase_image, m_loc.image):
                 images[ref.relative_path] = ref
-            records.append({
-                "src": src,
-                "rephrase": rephrase,
-                "pred": "",
-                "alt": counterfactual(fact, pools[fact.pool], rng),
-                "image": entity.image.relative_path,
-                "image_rephrase": rephrase_image.relative_path,
-                "loc": loc.question,
-                "loc_ans": loc.answer,
-                "m_loc": m_loc.image.relative_path,
-                "m_loc_q": m_loc.question,
-                "m_loc_a": m_loc.answer,
-                "task": "vqa",
-                "source": "hf-liveedit-benchmark",
-                "split": splits[entity.key],
-                "entity": entity.name,
-                "relation": f"{entity.kind}/{fact.relation}",
-                "answer": fact.answer,
-                "entity_key": entity.key,
-                "image_source": entity.image.source,
-                "image_rephrase_source": rephrase_image.source,
-            })
+            records.append(
+                {
+                    "src": src,
+                    "rephrase": rephrase,
+                    "pred": "",
+                    "alt": counterfactual(fact, pools[fact.pool], rng),
+                    "image": entity.image.relative_path,
+                    "image_rephrase": rephrase_image.relative_path,
+                    "loc": loc.question,
+                    "loc_ans": loc.answer,
+                    "m_loc": m_loc.image.relative_path,
+                    "m_loc_q": m_loc.question,
+                    "m_loc_a": m_loc.answer,
+                    "task": "vqa",
+                    "source": "hf-liveedit-benchmark",
+                    "split": splits[entity.key],
+                    "entity": entity.name,
+                    "relation": f"{entity.kind}/{fact.relation}",
+                    "answer": fact.answer,
+                    "entity_key": entity.key,
+                    "image_source": entity.image.source,
+                    "image_rephrase_source": rephrase_image.source,
+                }
+            )
     return records, list(images.values())

@@ -67,6 +67,7 @@ def open_file(path: Path) -> Callable[[], Image.Image]:
     Returns:
         A function opening it as RGB.
     """
+
     def load() -> Image.Image:
         with Image.open(path) as image:
             return shrink(image)
@@ -83,6 +84,7 @@ def open_bytes(data: bytes) -> Callable[[], Image.Image]:
     Returns:
         A function decoding it as RGB.
     """
+
     def load() -> Image.Image:
         with Image.open(io.BytesIO(data)) as image:
             return shrink(image)
@@ -112,9 +114,7 @@ def noto_flags(root: Path, codes: list[str]) -> dict[str, ImageRef]:
     Returns:
         ``{iso2: ImageRef}`` for codes the font has a flag glyph for.
     """
-    font = ImageFont.truetype(
-        str(root / "usr/share/fonts/truetype/noto/NotoColorEmoji.ttf"), 109
-    )
+    font = ImageFont.truetype(str(root / "usr/share/fonts/truetype/noto/NotoColorEmoji.ttf"), 109)
     refs = {}
     for iso2 in codes:
         text = regional_indicators(iso2)
@@ -137,8 +137,12 @@ def _content_box(image: Image.Image) -> tuple[int, int, int, int]:
 
     diff = ImageChops.difference(image, Image.new("RGB", image.size, "white"))
     left, top, right, bottom = diff.getbbox() or (0, 0, *image.size)
-    return (max(left - 4, 0), max(top - 4, 0), min(right + 4, image.width),
-            min(bottom + 4, image.height))
+    return (
+        max(left - 4, 0),
+        max(top - 4, 0),
+        min(right + 4, image.width),
+        min(bottom + 4, image.height),
+    )
 
 
 def gemojione_flags(root: Path) -> dict[str, ImageRef]:
@@ -218,7 +222,9 @@ class _ArrayUnpickler(pickle.Unpickler):
         return super().find_class(module, name)
 
 
-def flagpy_flags(package_dir: Path, name_to_iso2: Callable[[str], str | None]) -> dict[str, ImageRef]:
+def flagpy_flags(
+    package_dir: Path, name_to_iso2: Callable[[str], str | None]
+) -> dict[str, ImageRef]:
     """flagpy's flag renderings (90x180 RGB arrays).
 
     Args:
