@@ -145,11 +145,11 @@ def bench_generate(
         kept = 0.0
         start = time.perf_counter()
         for one in inputs:
-            liveedit.generate(
-                **one, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False
-            )
-            if liveedit.hook.cached_weights is not None and len(liveedit.edits):
-                kept += float((liveedit.hook.cached_weights > 0).sum())
+            with liveedit.record_routing() as routing:
+                liveedit.generate(
+                    **one, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False
+                )
+            kept += sum(float((weights > 0).sum()) for weights in routing)
         return time.perf_counter() - start, kept / len(inputs)
 
     for size in sizes:

@@ -11,12 +11,42 @@ Quick start::
 
 from __future__ import annotations
 
-from .backbones import BackboneAdapter, get_backbone_adapter, supported_model_classes
-from .config import LiveEditConfig
-from .model import LiveEditModel, get_liveedit_model
-from .repository import EditRecord, ExpertRepository
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .backbones import BackboneAdapter, get_backbone_adapter, supported_model_classes
+    from .config import LiveEditConfig
+    from .model import LiveEditModel, get_liveedit_model
+    from .repository import EditRecord, ExpertRepository
 
 __version__ = "0.1.0"
+
+# Public name -> submodule. Imported on first use (PEP 562) so that `import hf_liveedit.cli`
+# does not pull in torch and transformers: `hf-liveedit --help` stays well under a second.
+_LAZY = {
+    "BackboneAdapter": "backbones",
+    "get_backbone_adapter": "backbones",
+    "supported_model_classes": "backbones",
+    "LiveEditConfig": "config",
+    "LiveEditModel": "model",
+    "get_liveedit_model": "model",
+    "EditRecord": "repository",
+    "ExpertRepository": "repository",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])
+
 
 __all__ = [
     "BackboneAdapter",

@@ -3,17 +3,28 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
+import numbers
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from .persistence import check_format_version, read_json, write_json
+
 CONFIG_NAME = "adapter_config.json"
+PEFT_TYPE = "LIVEEDIT"
 
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def _check_real(name: str, value: Any) -> None:
+    """Refuse a non-number (bool included) or a non-finite one: NaN/inf would reach the logits."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number, got {value!r}")
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value!r}")
 
 
 @dataclass
@@ -69,6 +80,23 @@ class LiveEditConfig:
             "gives the weight to the edit whose image matches."
         },
     )
+    verify_edits: bool = field(
+        default=False,
+        metadata={
+            "help": "Verified edits (beyond the paper): after add_edit/add_edits make an edit's "
+            "expert, check the greedy answer on the edit input and, if it is not the target, "
+            "refine only that expert's U and V (base model and generator frozen) for up to "
+            "refine_steps Adam steps until it is. Each edit records whether it took and the steps "
+            "it needed. Off by default: the paper's behaviour and cost (one partial forward per "
+            "edit); on, an edit costs up to refine_steps + 1 forward and backward passes."
+        },
+    )
+    refine_steps: int = field(
+        default=10, metadata={"help": "Most refinement steps per edit when verify_edits is on."}
+    )
+    refine_lr: float = field(
+        default=1e-2, metadata={"help": "Adam learning rate of the refinement of U and V."}
+    )
     expert_dtype: str = field(
         default="float32",
         metadata={"help": "Storage dtype of the expert repository: float32, float16 or bfloat16."},
@@ -89,25 +117,49 @@ class LiveEditConfig:
     )
 
     def __post_init__(self) -> None:
-        for name in ("module_dim", "rank", "num_queries", "num_heads"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        """Refuse a bad value here, naming its field, rather than deep inside the model."""
+        for name, minimum in (
+            ("module_dim", 1),
+            ("rank", 1),
+            ("num_queries", 1),
+            ("num_heads", 1),
+            ("num_sentinel_tokens", 1),
+            ("edit_layer", 0),  # the upper bound depends on the model (get_liveedit_model)
+            ("refine_steps", 0),
+        ):
+            value = getattr(self, name)
+            if value is None and name in ("num_sentinel_tokens", "edit_layer"):
+                continue  # filled in from the backbone
+            # bool is an int to Python; 8.0 would reach nn.Linear and fail there
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+                raise TypeError(f"{name} must be an int, got {value!r}")
+            setattr(self, name, value := int(value))  # e.g. numpy ints, for JSON
+            if value < minimum:
+                raise ValueError(f"{name} must be at least {minimum}, got {value}")
         if self.module_dim % self.num_heads:
             raise ValueError(
                 f"module_dim ({self.module_dim}) must be divisible by num_heads ({self.num_heads})"
             )
-        if (
-            not math.isfinite(self.soft_routing_visual_weight)
-            or self.soft_routing_visual_weight < 0
-        ):
+        if self.expert_scale is not None:
+            _check_real("expert_scale", self.expert_scale)
+            if not self.expert_scale > 0:  # 0 would make every expert a no-op
+                raise ValueError(f"expert_scale must be positive, got {self.expert_scale!r}")
+        _check_real("soft_routing_visual_weight", self.soft_routing_visual_weight)
+        if self.soft_routing_visual_weight < 0:
             raise ValueError(
                 "soft_routing_visual_weight must be a finite number >= 0, got "
                 f"{self.soft_routing_visual_weight!r}"
             )
+        for name in ("edit_text_only_inputs", "verify_edits"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"{name} must be a bool, got {getattr(self, name)!r}")
+        _check_real("refine_lr", self.refine_lr)
+        if not self.refine_lr > 0:
+            raise ValueError(f"refine_lr must be positive, got {self.refine_lr!r}")
         if self.backend not in ("auto", "torch", "triton"):
             raise ValueError(f"backend must be 'auto', 'torch' or 'triton', got {self.backend!r}")
         for name in ("expert_dtype", "module_dtype"):
-            if getattr(self, name) not in _DTYPES:
+            if not isinstance(getattr(self, name), str) or getattr(self, name) not in _DTYPES:
                 raise ValueError(
                     f"{name} must be one of {sorted(_DTYPES)}, got {getattr(self, name)!r}"
                 )
@@ -144,14 +196,35 @@ class LiveEditConfig:
 
     def save_pretrained(self, directory: str | Path, **extra: Any) -> None:
         """Write ``adapter_config.json`` (plus ``extra`` top-level keys) into ``directory``."""
-        payload = {"peft_type": "LIVEEDIT", **self.to_dict(), **extra}
-        Path(directory, CONFIG_NAME).write_text(json.dumps(payload, indent=2, sort_keys=True))
+        write_json(
+            Path(directory, CONFIG_NAME), {"peft_type": PEFT_TYPE, **self.to_dict(), **extra}
+        )
 
     @classmethod
     def from_pretrained(cls, directory: str | Path) -> tuple[LiveEditConfig, dict[str, Any]]:
-        """Read ``adapter_config.json``; returns the config and the extra top-level keys."""
-        payload = json.loads(Path(directory, CONFIG_NAME).read_text())
-        payload.pop("peft_type", None)
+        """Read ``adapter_config.json``.
+
+        Args:
+            directory: the adapter folder.
+
+        Returns:
+            The config and the file's other top-level keys (fingerprint, hashes, ...).
+
+        Raises:
+            OSError: the file cannot be read.
+            ValueError: naming the file: it is corrupt, belongs to another PEFT method
+                (``peft_type``), was written by a newer hf-liveedit (``format_version``) or holds
+                an unknown field or invalid value.
+        """
+        path = Path(directory, CONFIG_NAME)
+        payload = read_json(path)
+        check_format_version(payload, path)
+        peft_type = payload.pop("peft_type", PEFT_TYPE)  # absent: taken as LiveEdit's
+        if peft_type != PEFT_TYPE:
+            raise ValueError(f"{path} is a {peft_type!r} adapter, not a LiveEdit one")
         known = {f.name for f in dataclasses.fields(cls)}
         extra = {key: payload.pop(key) for key in list(payload) if key not in known}
-        return cls.from_dict(payload), extra
+        try:
+            return cls.from_dict(payload), extra
+        except (TypeError, ValueError) as error:  # unknown field, or a value of the wrong type
+            raise ValueError(f"{path}: {error}") from error

@@ -4,37 +4,46 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import json
 import tempfile
-from collections.abc import Iterator, Sequence
+import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 from PIL import Image
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 from tqdm.auto import tqdm
 from transformers import BatchFeature
 
 from .backbones import BackboneAdapter, get_backbone_adapter
 from .config import CONFIG_NAME, LiveEditConfig
-from .images import image_sha256, load_image
+from .images import check_image_source, image_sha256, load_image
 from .layer import EditLayerHook, StopForward
 from .model_card import render_model_card
-from .modules import LiveEditModules
+from .modules import ExpertBatch, LiveEditModules
 from .persistence import (
     EDITS_NAME,
     EXPERTS_WEIGHTS_NAME,
     FORMAT_VERSION,
     GENERATOR_WEIGHTS_NAME,
     atomic_directory,
+    cast_floats,
     check_base_model_sha256,
     check_fingerprint,
+    check_format_version,
+    check_generator_sha256,
+    read_edit_records,
+    read_json,
+    read_safetensors,
+    recover_leftovers,
+    require_keys,
     state_dict_sha256,
     write_json,
 )
 from .repository import EditRecord, ExpertRepository
+from .verification import EditCheck, refine_new_experts
 
 
 class LiveEditModel(nn.Module):
@@ -51,7 +60,21 @@ class LiveEditModel(nn.Module):
 
     def __init__(self, model: nn.Module, config: LiveEditConfig, processor: Any | None = None):
         super().__init__()
+        if not isinstance(config, LiveEditConfig):
+            hint = " (use LiveEditConfig(**settings))" if isinstance(config, dict) else ""
+            raise TypeError(f"config must be a LiveEditConfig, got {type(config).__name__}{hint}")
+        if isinstance(model, LiveEditModel):
+            raise ValueError("The model is already a LiveEditModel; add edits to it directly")
         adapter = get_backbone_adapter(model, processor)
+        if any(
+            isinstance(hook, EditLayerHook)
+            for layer in adapter.decoder_layers()
+            for hook in layer._forward_hooks.values()
+        ):  # a second hook would edit twice, and disable_adapter would only disable one
+            raise ValueError(
+                "This model already carries a LiveEdit adapter: use that LiveEditModel, or call "
+                "its unload() first"
+            )
         config = copy.deepcopy(config)
         if config.edit_layer is None:
             config.edit_layer = int(adapter.num_layers * 2 / 3)
@@ -69,7 +92,8 @@ class LiveEditModel(nn.Module):
         self.processor = processor
         self.liveedit_config = config
         self.adapter: BackboneAdapter = adapter
-        device = next(model.parameters()).device
+        # on layer l_e's device: a `device_map` model may spread its layers over several
+        device = next(adapter.decoder_layers()[config.edit_layer].parameters()).device
         self.liveedit_modules = LiveEditModules(
             config, adapter.hidden_size, config.num_sentinel_tokens
         ).to(device=device, dtype=config.torch_module_dtype)
@@ -107,35 +131,31 @@ class LiveEditModel(nn.Module):
         """Before each language-model step: is it decoding, and where are the spans?"""
         # transformers 5.x names the KV cache `cache`; older releases `past_key_values`.
         cache = kwargs.get("cache", kwargs.get("past_key_values"))
-        self.hook.decoding = cache is not None and cache.get_seq_length() > 0
+        decoding = cache is not None and cache.get_seq_length() > 0
         input_ids = kwargs.get("input_ids", args[0] if args else None)
-        self.hook.step_spans = None
-        if not self.hook.decoding and input_ids is not None:
+        spans = None
+        if not decoding and input_ids is not None:
             spans = self.adapter.spans(
                 input_ids, kwargs.get("attention_mask"), kwargs.get("labels")
             )
-            self.hook.step_spans = spans
+        self.hook.before_step(decoding, spans)
 
-    @contextlib.contextmanager
-    def _call_spans(self, kwargs: dict) -> Iterator[None]:
-        """Spans of a wrapper call, for steps that only see embeddings (e.g. BLIP-2's LM)."""
+    def _call(self, kwargs: dict) -> contextlib.AbstractContextManager[None]:
+        """Routing state for one call, with its spans for steps that only see embeddings."""
         input_ids = kwargs.get("input_ids")
+        spans = None
         if input_ids is not None:
-            labels = kwargs.get("labels")
-            self.hook.call_spans = self.adapter.spans(
-                input_ids, kwargs.get("attention_mask"), labels
+            spans = self.adapter.spans(
+                input_ids, kwargs.get("attention_mask"), kwargs.get("labels")
             )
-        try:
-            yield
-        finally:
-            self.hook.call_spans = None
+        return self.hook.call(spans)
 
     def forward(self, **kwargs: Any) -> Any:
         """The base model's forward with the edits applied at layer ``l_e``.
 
         Positions with ``labels != -100`` are answer tokens and take no part in routing.
         """
-        with self._call_spans(kwargs):
+        with self._call(kwargs):
             return self.base_model(**kwargs)
 
     def generate(self, **kwargs: Any) -> Any:
@@ -144,17 +164,51 @@ class LiveEditModel(nn.Module):
         Routing is decided at prefill from each sample's image and prompt and reused for every
         decoding step.
         """
-        with self._call_spans(kwargs):
+        with self._call(kwargs):
             return self.base_model.generate(**kwargs)
 
-    @contextlib.contextmanager
-    def disable_adapter(self) -> Iterator[None]:
-        """Within this context the model behaves exactly like the base model."""
-        previous, self.hook.enabled = self.hook.enabled, False
-        try:
-            yield
-        finally:
-            self.hook.enabled = previous
+    def disable_adapter(self) -> contextlib.AbstractContextManager[None]:
+        """Within this context the model behaves exactly like the base model.
+
+        Only calls made in this thread (or asyncio task) are affected; other threads keep
+        their edits.
+        """
+        return self.hook.disabled()
+
+    def record_routing(self) -> contextlib.AbstractContextManager[list[torch.Tensor]]:
+        """Record the routing of every call in this context (this thread or task only).
+
+        Yields a list to which each prefill appends its ``[B, N]`` weights over the stored
+        experts (0 where the hard filter drops an expert)::
+
+            with model.record_routing() as routing:
+                model(**inputs)
+            weights = routing[-1]
+        """
+        return self.hook.recording()
+
+    def get_base_model(self) -> nn.Module:
+        """The wrapped base model (frozen; its weights are never changed)."""
+        return self.base_model
+
+    def get_nb_trainable_parameters(self) -> tuple[int, int]:
+        """``(trainable, total)`` parameter counts, as PEFT reports them.
+
+        Trainable parameters are the LiveEdit modules' (generator, extractors, sentinel,
+        expert LayerNorm) when they require gradients; the stored experts are buffers, not
+        parameters.
+        """
+        parameters = list(self.parameters())
+        trainable = sum(p.numel() for p in parameters if p.requires_grad)
+        return trainable, sum(p.numel() for p in parameters)
+
+    def print_trainable_parameters(self) -> None:
+        """Print the trainable and total parameter counts, in PEFT's format."""
+        trainable, total = self.get_nb_trainable_parameters()
+        print(
+            f"trainable params: {trainable:,d} || all params: {total:,d} || "
+            f"trainable%: {100 * trainable / total:.4f}"
+        )
 
     def unload(self) -> nn.Module:
         """Remove LiveEdit's hooks and return the untouched base model."""
@@ -195,7 +249,10 @@ class LiveEditModel(nn.Module):
     def add_edit(self, image: Image.Image | str | Path, prompt: str, target: str) -> str:
         """Store one edit: from now on ``(image, prompt)`` should be answered with ``target``.
 
-        One partial forward pass up to layer ``l_e``; no weight changes.
+        One partial forward pass up to layer ``l_e``; no weight changes. With
+        ``LiveEditConfig.verify_edits`` the greedy answer on ``(image, prompt)`` is checked and
+        the edit's expert refined until it is ``target`` (see :mod:`hf_liveedit.verification`);
+        ``get_edit(id).took`` tells whether it took, and a warning says when it did not.
 
         Returns:
             The new edit's id.
@@ -224,28 +281,63 @@ class LiveEditModel(nn.Module):
         Returns:
             The new edits' ids, in order.
         """
+        for name, value in (("images", images), ("prompts", prompts), ("targets", targets)):
+            if isinstance(value, (str, bytes, Path, Image.Image)):
+                raise TypeError(
+                    f"{name} must be a sequence with one item per edit, got a single "
+                    f"{type(value).__name__}; use add_edit for one edit"
+                )
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
         images, prompts, targets = list(images), list(prompts), list(targets)
         if not len(images) == len(prompts) == len(targets):
             raise ValueError(
                 f"images, prompts and targets must be equally long, got {len(images)}, "
                 f"{len(prompts)}, {len(targets)}"
             )
-        pil_images = [load_image(image) for image in images]
+        for image in images:  # cheap checks first; images are decoded one batch at a time
+            check_image_source(image)
         self._check_texts(prompts, targets)
-        records = [
-            EditRecord.new(prompt, target, image_sha256(image))
-            for image, prompt, target in zip(pil_images, prompts, targets)
-        ]
-        starts = range(0, len(records), batch_size)
+        records: list[EditRecord] = []
+        made: list[ExpertBatch] = []
+        config = self.liveedit_config
+        starts = range(0, len(images), batch_size)
         show = progress if progress is not None else len(starts) > 1
-        made = []
         for start in tqdm(starts, desc="add_edits", disable=not show, unit="batch"):
             end = start + batch_size
-            made.append(
-                self._make_experts(pil_images[start:end], prompts[start:end], targets[start:end])
+            batch_images = [load_image(image) for image in images[start:end]]
+            inputs = self.build_inputs(batch_images, prompts[start:end], targets[start:end])
+            experts = self._make_experts(inputs)
+            checks: list[EditCheck | None] = [None] * len(batch_images)
+            if config.verify_edits:
+                stored = ExpertBatch.cat([self.repository.snapshot(), *made])
+                experts, checks = refine_new_experts(
+                    self, inputs, experts, stored, config.refine_steps, config.refine_lr
+                )
+            made.append(experts)
+            records += [
+                EditRecord.new(
+                    prompt,
+                    target,
+                    image_sha256(image),
+                    took=None if check is None else check.took,
+                    refine_steps=0 if check is None else check.steps,
+                )
+                for image, prompt, target, check in zip(
+                    batch_images, prompts[start:end], targets[start:end], checks
+                )
+            ]
+        if made:  # one addition: all edits are stored, or none
+            self.repository.add(ExpertBatch.cat(made), records)
+        missed = [record.id for record in records if record.took is False]
+        if missed:
+            warnings.warn(
+                f"{len(missed)} of {len(records)} edits did not take within refine_steps="
+                f"{config.refine_steps} (greedy answer on the edit input is not the target): "
+                f"{', '.join(missed)}. They are stored; see EditRecord.took (refine_steps 0: the "
+                "router keeps no expert for the edit's own input, so refining cannot help).",
+                stacklevel=3 if len(records) == 1 else 2,
             )
-        for batch, start in zip(made, starts):
-            self.repository.add(batch, records[start : start + batch_size])
         return [record.id for record in records]
 
     def _check_texts(self, prompts: Sequence[str], targets: Sequence[str]) -> None:
@@ -254,33 +346,48 @@ class LiveEditModel(nn.Module):
             for text in texts:
                 if not isinstance(text, str):
                     raise TypeError(f"Each {name} must be a str, got {type(text).__name__}")
-                if not text.strip():
-                    raise ValueError(f"Empty {name}: an edit needs a non-blank {name}")
-        for target in targets:
-            if not tokenizer(
-                self.adapter.answer_text("", target), add_special_tokens=False
-            ).input_ids:
+                if not any(char.isprintable() and not char.isspace() for char in text):
+                    raise ValueError(
+                        f"Blank {name} {text!r}: an edit needs a {name} with visible characters"
+                    )
+        placeholders = set(self.adapter.image_block_token_ids())
+        limit = getattr(self.adapter.text_config, "max_position_embeddings", None)
+        for prompt, target in zip(prompts, targets):
+            prompt_ids = tokenizer(prompt, add_special_tokens=False).input_ids
+            if placeholders & set(prompt_ids):
+                raise ValueError(
+                    f"Prompt {prompt!r} contains the model's image placeholder token: pass the "
+                    "image as the image argument; LiveEdit inserts the placeholder itself"
+                )
+            target_ids = tokenizer(self.adapter.answer_text("", target), add_special_tokens=False)
+            if not target_ids.input_ids:
                 raise ValueError(f"Target {target!r} tokenizes to no tokens")
+            length = len(prompt_ids) + len(target_ids.input_ids) + self.adapter.num_image_tokens
+            if limit is not None and length > limit:
+                raise ValueError(
+                    f"Prompt and target take about {length} tokens with the image, more than the "
+                    f"model's context of {limit} positions"
+                )
 
     @torch.no_grad()
-    def _make_experts(self, images: list[Image.Image], prompts: list[str], targets: list[str]):
-        inputs = self.build_inputs(images, prompts, targets)
+    def _make_experts(self, inputs: BatchFeature) -> ExpertBatch:
+        """The generator's experts for teacher-forced edit inputs (image, prompt, target)."""
         hidden = self.hidden_states_at_edit_layer(inputs)
         spans = self.adapter.spans(inputs["input_ids"], inputs["attention_mask"], inputs["labels"])
         return self.liveedit_modules.make_experts(hidden, spans)
 
     def hidden_states_at_edit_layer(self, inputs: BatchFeature | dict) -> torch.Tensor:
         """Run the frozen base model up to layer ``l_e`` (no edits) and return its output ``h``."""
-        hook = self.hook
-        hook.capture, hook.captured = True, None
-        try:
-            self.base_model(**{key: value for key, value in inputs.items() if key != "labels"})
-        except StopForward:
-            pass
-        finally:
-            hook.capture = False
-        hidden, hook.captured = hook.captured, None
-        return hidden
+        with self.hook.capturing() as captured:
+            try:
+                self.base_model(**{key: value for key, value in inputs.items() if key != "labels"})
+            except StopForward:
+                pass
+        return captured[0]
+
+    def get_edit(self, edit_id: str) -> EditRecord:
+        """The record of one stored edit; ``UnknownEditError`` if the id is unknown."""
+        return self.repository.records[self.repository.index_of(edit_id)]
 
     def remove_edit(self, edit_id: str) -> EditRecord:
         """Delete one stored edit; ``UnknownEditError`` (a KeyError and ValueError) if the id is unknown."""
@@ -314,8 +421,12 @@ class LiveEditModel(nn.Module):
     ) -> None:
         """Save config, generator, experts and a model card; atomic (all or nothing).
 
+        A failure or a killed process at any step leaves the previous save whole (restored by the
+        next save or load if need be); see :func:`~hf_liveedit.persistence.atomic_directory`.
+
         Args:
-            save_directory: target folder (created or replaced; other files in it are kept).
+            save_directory: target folder, created or replaced; its other files are kept (hard
+                linked, not copied); a symlink to a folder stays a symlink.
             metrics: editing metrics to show in the model card, if measured.
         """
         base_model_sha256 = self.base_model_sha256()
@@ -342,7 +453,10 @@ class LiveEditModel(nn.Module):
             (staging / "README.md").write_text(card)
 
     def save_experts(self, save_directory: str | Path) -> None:
-        """Save only the expert repository (``experts.safetensors`` + ``edits.json``), atomically."""
+        """Save only the expert repository (``experts.safetensors`` + ``edits.json``), atomically.
+
+        The folder's other files are kept, as by :meth:`save_pretrained`.
+        """
         base_model_sha256 = self.base_model_sha256()
         with atomic_directory(save_directory) as staging:
             self._write_experts(staging, base_model_sha256)
@@ -378,11 +492,23 @@ class LiveEditModel(nn.Module):
                 instead of an error.
 
         Raises:
-            ValueError: the experts were made for another base model, layer or generator. The
-                current repository is left unchanged.
+            ValueError: the experts were made for another base model, layer or generator, by a
+                newer hf-liveedit, or a file is corrupt, incomplete or missing its pair
+                (``experts.safetensors`` without ``edits.json`` or the reverse); the message
+                names the file. The current repository is left unchanged.
+            OSError: a file cannot be read.
         """
         folder = resolve_directory(directory)
-        meta = json.loads((folder / EDITS_NAME).read_text())
+        edits_path, experts_path = folder / EDITS_NAME, folder / EXPERTS_WEIGHTS_NAME
+        if edits_path.is_file() != experts_path.is_file():  # one of the pair lost or not copied
+            pair = (edits_path, experts_path)
+            present, absent = pair if edits_path.is_file() else pair[::-1]
+            raise ValueError(
+                f"{present} has no {absent.name} beside it: the expert repository is incomplete. "
+                "Restore the missing file or save the experts again."
+            )
+        meta = read_json(edits_path, ("base_model_fingerprint", "generator_sha256", "edits"))
+        check_format_version(meta, edits_path)
         what = f"The experts in {folder}"
         check_fingerprint(self.fingerprint(), meta["base_model_fingerprint"], what)
         if meta.get("base_model_sha256") is not None:
@@ -398,8 +524,19 @@ class LiveEditModel(nn.Module):
                 f"{meta['generator_sha256'][:12]}..., loaded generator {self.generator_sha256()[:12]}...). "
                 "Load the generator they were made with, or re-add the edits."
             )
-        records = [EditRecord(**record) for record in meta["edits"]]
-        self.repository.load(load_file(str(folder / EXPERTS_WEIGHTS_NAME)), records)
+        records = read_edit_records(meta["edits"], edits_path)
+        tensors = read_safetensors(experts_path)
+        tensors = cast_floats(tensors, self.repository.dtype, experts_path, "expert_dtype")
+        rows = sorted({len(tensor) if tensor.dim() else 0 for tensor in tensors.values()})
+        if tensors and rows != [len(records)]:  # e.g. the two files come from different saves
+            raise ValueError(
+                f"{experts_path} holds {'/'.join(map(str, rows))} experts, but {edits_path.name} "
+                f"lists {len(records)} edits: the two files are not from the same save"
+            )
+        try:
+            self.repository.load(tensors, records)  # validates everything before any change
+        except ValueError as error:  # tensors missing, or not one row per edit of edits.json
+            raise ValueError(f"{experts_path} does not match {edits_path.name}: {error}") from error
 
     @classmethod
     def from_pretrained(
@@ -427,10 +564,15 @@ class LiveEditModel(nn.Module):
                 this check.
 
         Raises:
-            ValueError: the adapter was made for another base model.
+            ValueError: the adapter was made for another base model; a file is corrupt (the
+                generator's SHA-256 is verified whether or not experts are loaded), incomplete,
+                of another PEFT method or of a newer hf-liveedit; the message names the file.
+                ``model`` is left without hooks.
+            OSError: a file cannot be read.
         """
         folder = resolve_directory(model_id, revision=revision, token=token)
         config, extra = LiveEditConfig.from_pretrained(folder)
+        require_keys(extra, ["base_model_fingerprint"], folder / CONFIG_NAME)
         adapter = get_backbone_adapter(model, processor)
         expected = {**adapter.fingerprint(), "edit_layer": config.edit_layer}
         what = f"The adapter in {folder}"
@@ -442,11 +584,24 @@ class LiveEditModel(nn.Module):
                 what,
                 allow_base_model_mismatch,
             )
+        # read and verified before the hooks are attached: a refused file leaves `model` as it was
+        generator_path = folder / GENERATOR_WEIGHTS_NAME
+        state = read_safetensors(generator_path)
+        state = cast_floats(state, config.torch_module_dtype, generator_path, "module_dtype")
+        check_generator_sha256(state, extra.get("generator_sha256"), generator_path)
         liveedit = cls(model, config, processor)
-        state = load_file(str(folder / GENERATOR_WEIGHTS_NAME))
-        liveedit.liveedit_modules.load_state_dict(state)
-        if load_experts and (folder / EDITS_NAME).is_file():
-            liveedit.load_experts(folder, allow_base_model_mismatch=allow_base_model_mismatch)
+        try:
+            try:
+                liveedit.liveedit_modules.load_state_dict(state)
+            except RuntimeError as error:  # other tensor names or shapes (and no hash recorded)
+                raise ValueError(f"{generator_path} does not fit {CONFIG_NAME}: {error}") from error
+            if load_experts and any(
+                (folder / name).is_file() for name in (EDITS_NAME, EXPERTS_WEIGHTS_NAME)
+            ):
+                liveedit.load_experts(folder, allow_base_model_mismatch=allow_base_model_mismatch)
+        except BaseException:
+            liveedit.unload()  # hand the base model back without hooks
+            raise
         return liveedit
 
     def push_to_hub(
@@ -479,13 +634,17 @@ class LiveEditModel(nn.Module):
 def resolve_directory(
     model_id: str | Path, revision: str | None = None, token: str | None = None
 ) -> Path:
-    """A local folder as is; otherwise download the Hub repo ``model_id`` and return its folder."""
+    """A local folder as is; otherwise download the Hub repo ``model_id`` and return its folder.
+
+    A local folder is first recovered from a save that was killed mid-way (see
+    :func:`~hf_liveedit.persistence.recover_leftovers`).
+    """
     path = Path(model_id)
+    recover_leftovers(path)  # before is_dir: a save killed between its renames hid the folder
     if path.is_dir():
-        if not (path / CONFIG_NAME).is_file() and not (path / EDITS_NAME).is_file():
-            raise ValueError(
-                f"{path} holds no LiveEdit adapter ({CONFIG_NAME} or {EDITS_NAME} missing)"
-            )
+        names = (CONFIG_NAME, EDITS_NAME, EXPERTS_WEIGHTS_NAME)
+        if not any((path / name).is_file() for name in names):
+            raise ValueError(f"{path} holds no LiveEdit adapter (none of {', '.join(names)})")
         return path
     from huggingface_hub import snapshot_download
 

@@ -182,9 +182,10 @@ MUTATIONS: tuple[Mutation, ...] = (
     # --- model: adapter switch, Hub, metadata ----------------------------------------------
     Mutation(
         "disable-adapter-no-finally",
-        "hf_liveedit/model.py",
-        "        try:\n            yield\n        finally:\n            self.hook.enabled = previous",
-        "        yield\n        self.hook.enabled = previous",
+        "hf_liveedit/layer.py",
+        "        token = self._enabled.set(False)\n        try:\n            yield\n        finally:\n"
+        "            self._enabled.reset(token)",
+        "        token = self._enabled.set(False)\n        yield\n        self._enabled.reset(token)",
         (WIRING,),
         "`disable_adapter` without try/finally (an exception leaves the edits off)",
     ),

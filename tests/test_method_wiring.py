@@ -216,14 +216,13 @@ def test_text_only_inputs_are_routed_only_when_configured(image, edit_text_only_
         image_hidden = liveedit.hidden_states_at_edit_layer(with_image)
         assert modules.input_features(image_hidden, image_spans).routable.tolist() == [True]
 
-    edited = logits(liveedit, text_only)
+    with liveedit.record_routing() as routing:
+        edited = logits(liveedit, text_only)
     if edit_text_only_inputs:
-        torch.testing.assert_close(
-            liveedit.hook.cached_weights.double(), routable, rtol=1e-4, atol=1e-6
-        )
+        torch.testing.assert_close(routing[-1].double(), routable, rtol=1e-4, atol=1e-6)
         assert (edited - plain_base_logits(text_only)).abs().max() > 1e-2
     else:
-        assert torch.equal(liveedit.hook.cached_weights, torch.zeros(1, 1))
+        assert torch.equal(routing[-1], torch.zeros(1, 1))
         assert torch.equal(edited, plain_base_logits(text_only))
 
 
@@ -421,8 +420,9 @@ def test_edited_output_equals_the_fusion_equation_applied_at_layer_l_e(image, ot
                 fused[b] += weights[b, e] * (torch.relu(normed[b] @ up.T) @ down)
     by_hand, _ = run_with(lambda hidden: fused.to(hidden.dtype))
 
-    edited = logits(liveedit, inputs)
-    torch.testing.assert_close(liveedit.hook.cached_weights.double(), weights, rtol=1e-4, atol=1e-6)
+    with liveedit.record_routing() as routing:
+        edited = logits(liveedit, inputs)
+    torch.testing.assert_close(routing[-1].double(), weights, rtol=1e-4, atol=1e-6)
     assert (edited - base_logits).abs().max() > 0.1  # the edits matter at this scale
     torch.testing.assert_close(edited, by_hand, rtol=1e-4, atol=1e-4)
 

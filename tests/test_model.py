@@ -44,8 +44,9 @@ def test_edit_applies_when_kept_and_removal_restores_base(family, image):
     inputs = liveedit.build_inputs(image, PROMPT)
     base_logits = logits(liveedit, inputs)
     edit_id = liveedit.add_edit(image, PROMPT, TARGET)
-    edited = logits(liveedit, inputs)
-    assert liveedit.hook.cached_weights[0, 0] > 0
+    with liveedit.record_routing() as routing:
+        edited = logits(liveedit, inputs)
+    assert routing[-1][0, 0] > 0
     assert (edited - base_logits).abs().max() > 1e-3
     liveedit.remove_edit(edit_id)
     assert len(liveedit.edits) == 0
@@ -58,8 +59,9 @@ def test_input_below_the_sentinel_is_unchanged(family, image):
     inputs = liveedit.build_inputs(image, PROMPT)
     base_logits = logits(liveedit, inputs)
     liveedit.add_edit(image, PROMPT, TARGET)
-    assert torch.equal(logits(liveedit, inputs), base_logits)
-    assert torch.equal(liveedit.hook.cached_weights, torch.zeros(1, 1))
+    with liveedit.record_routing() as routing:
+        assert torch.equal(logits(liveedit, inputs), base_logits)
+    assert torch.equal(routing[-1], torch.zeros(1, 1))
 
 
 def test_text_only_inputs_are_not_edited(image):
@@ -77,10 +79,11 @@ def test_answer_tokens_take_no_part_in_routing(family, image):
     rig_routing(liveedit, keep=True)
     liveedit.add_edit(image, PROMPT, TARGET)
     liveedit.add_edit(tiny_image(5), "Name the animal.", "cat")
-    logits(liveedit, liveedit.build_inputs(image, PROMPT))
-    prompt_only = liveedit.hook.cached_weights.clone()
-    logits(liveedit, liveedit.build_inputs(image, PROMPT, targets=TARGET))
-    torch.testing.assert_close(liveedit.hook.cached_weights, prompt_only)
+    with liveedit.record_routing() as routing:
+        logits(liveedit, liveedit.build_inputs(image, PROMPT))
+        logits(liveedit, liveedit.build_inputs(image, PROMPT, targets=TARGET))
+    prompt_only, with_answer = routing
+    torch.testing.assert_close(with_answer, prompt_only)
 
 
 def test_generate_reuses_prefill_routing_for_decoding(image):
@@ -110,13 +113,15 @@ def test_batched_generate_routes_each_sample(family, image, other_image):
     liveedit.add_edit(other_image, "Name it.", "Paris")
     prompts, images = [PROMPT, "Name it."], [image, other_image]
     batch = liveedit.build_inputs(images, prompts)
-    batch_tokens = greedy(liveedit, batch)
-    batch_weights = liveedit.hook.cached_weights.clone()
+    with liveedit.record_routing() as routing:
+        batch_tokens = greedy(liveedit, batch)
+    (batch_weights,) = routing  # one prefill; decoding steps reuse its routing
     new_tokens = batch_tokens[:, batch["input_ids"].shape[1] :]
     for row, (one_image, prompt) in enumerate(zip(images, prompts)):
         single = liveedit.build_inputs(one_image, prompt)
-        single_tokens = greedy(liveedit, single)
-        torch.testing.assert_close(liveedit.hook.cached_weights[0], batch_weights[row])
+        with liveedit.record_routing() as routing:
+            single_tokens = greedy(liveedit, single)
+        torch.testing.assert_close(routing[0][0], batch_weights[row])
         assert torch.equal(single_tokens[0, single["input_ids"].shape[1] :], new_tokens[row])
     assert not torch.allclose(batch_weights[0], batch_weights[1])
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from hf_liveedit.commands import check_path
+
 HELP = (
     "Assemble the embedded default backbone (EfficientNet-Lite0 + packaged projector + SmolLM2 "
     "LLaVA) into the cache."
@@ -49,6 +51,12 @@ def run(args: argparse.Namespace) -> int:
     """
     import json
     import logging
+
+    # checked before the build (minutes): a typo must not create a deep tree and start it
+    if args.cache_dir:
+        check_path("--cache-dir", args.cache_dir, "new_dir")
+    if args.projector:
+        check_path("--projector", args.projector, "dir", containing="projector.json")
 
     from hf_liveedit.embedded import MissingPackageError, build_default_backbone
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from hf_liveedit.commands import check_path, number, positive_int
+
 HELP = "Build the real-data editing benchmark (MMEdit format) from Debian and PyPI packages."
 
 
@@ -22,7 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed for splits and edit targets")
     parser.add_argument(
         "--test-fraction",
-        type=float,
+        type=number(float, 0, 1, strict=True),
         default=0.55,
         help="share of each entity kind's entities in the test split",
     )
@@ -42,7 +44,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="answer every record of an existing build again (backbone changed)",
     )
-    parser.add_argument("--batch-size", type=int, default=16, help="prompts per generate call")
+    parser.add_argument(
+        "--batch-size", type=positive_int, default=16, help="prompts per generate call"
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -77,6 +81,8 @@ def run(args: argparse.Namespace) -> int:
         missing = refresh_after_preds(out)
         print(f"filled pred in {out} ({missing} records still without pred)")
         return 0
+    if args.out:  # a typo must not create a deep tree of folders
+        check_path("--out", args.out, "new_dir")
     report = build_benchmark(
         args.out,
         seed=args.seed,

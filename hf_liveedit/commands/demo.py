@@ -7,6 +7,8 @@ import random
 import textwrap
 from pathlib import Path
 
+from hf_liveedit.commands import UsageError, check_path, positive_int, reading
+
 HELP = "Apply a few edits to a VLLM and print its answers before and after each edit."
 
 #: Probes shown for each edit: label, image field, question field (None: asked as is, text only).
@@ -43,9 +45,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--benchmark-dir", default=None, help="benchmark folder (default: the cache's)"
     )
-    parser.add_argument("--num-edits", type=int, default=5, help="edits to apply (default 5)")
+    parser.add_argument(
+        "--num-edits", type=positive_int, default=5, help="edits to apply (default 5)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="which test records to pick")
-    parser.add_argument("--max-new-tokens", type=int, default=8)
+    parser.add_argument(
+        "--max-new-tokens", type=positive_int, default=8, help="answer length (default 8)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -57,7 +63,19 @@ def run(args: argparse.Namespace) -> int:
     Returns:
         0 on success.
     """
-    return _run_default(args) if args.backbone == "default" else _run_tiny(args)
+    if args.backbone == "tiny":
+        # the tiny demo makes its own generator and edits: these would be silently ignored
+        given = [flag for flag in ("generator", "benchmark_dir") if getattr(args, flag)]
+        if given:
+            flag = "--" + given[0].replace("_", "-")
+            raise UsageError(f"{flag} applies to --backbone default only")
+        return _run_tiny(args)
+    # checked before the benchmark and backbone are built (minutes on a first run)
+    if args.generator:
+        check_path("--generator", args.generator, "dir", containing="adapter_config.json")
+    if args.benchmark_dir:  # built there when missing
+        check_path("--benchmark-dir", args.benchmark_dir, "new_dir")
+    return _run_default(args)
 
 
 def _ensure_built(benchmark_dir: str | None) -> None:
@@ -140,12 +158,16 @@ def _run_default(args: argparse.Namespace) -> int:
     from hf_liveedit.pretrained import default_generator_dir
 
     _ensure_built(args.benchmark_dir)
+    dataset = load_benchmark(args.benchmark_dir, "test")
+    if args.num_edits > len(dataset):
+        raise UsageError(f"--num-edits {args.num_edits}: the test split has {len(dataset)} records")
     torch.manual_seed(args.seed)
     model, processor = load_default_backbone()
     processor.tokenizer.padding_side = "left"  # batched generation continues on the right
     generator = args.generator or default_generator_dir()
-    liveedit = LiveEditModel.from_pretrained(model, generator, processor=processor)
-    records = _pick_records(load_benchmark(args.benchmark_dir, "test"), args.num_edits, args.seed)
+    with reading(f"--generator {generator}"):  # e.g. a generator made for another backbone
+        liveedit = LiveEditModel.from_pretrained(model, generator, processor=processor)
+    records = _pick_records(dataset, args.num_edits, args.seed)
 
     def ask(label: str, image_field: str | None, question_field: str) -> tuple[list, list[str]]:
         if image_field is None:  # text locality questions are asked as they are

@@ -12,6 +12,16 @@ import argparse
 import shlex
 import sys
 
+from hf_liveedit.commands import (
+    UsageError,
+    check_model_name,
+    check_path,
+    int_list,
+    per_size,
+    positive_int,
+    reading,
+)
+
 HELP = "Benchmark LiveEdit and baseline editors under sequential editing (run / report)."
 
 EDITOR_KEYS = ("liveedit", "ft-l", "ft-m", "tp", "lemoe", "grace")
@@ -40,20 +50,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--benchmark-dir", help="Benchmark folder (default: the build cache).")
     run.add_argument("--split", default="test", help="Benchmark split.")
     run.add_argument("--image-root", help="Image folder of an MMEdit JSON file.")
-    run.add_argument("--limit", type=int, help="Use only the first LIMIT records of the file.")
+    run.add_argument(
+        "--limit", type=positive_int, help="Use only the first LIMIT records of the file."
+    )
     run.add_argument(
         "--editors",
         default=",".join(EDITOR_KEYS),
         help=f"Comma-separated editors among {', '.join(EDITOR_KEYS)}.",
     )
-    run.add_argument("--sizes", default="1,10,100,1000", help="Numbers of sequential edits N.")
+    run.add_argument(
+        "--sizes", type=int_list, default="1,10,100,1000", help="Numbers of sequential edits N."
+    )
     run.add_argument(
         "--max-chunks",
+        type=per_size,
         default="",
         help="Most chunks per N, e.g. '1:50,10:10' (default: all chunks).",
     )
     run.add_argument(
         "--score-limit",
+        type=per_size,
         default="",
         help="Most records scored per chunk, per N, e.g. '100:100,1000:200' (a seeded sample; "
         "all edits are applied; default: all records).",
@@ -73,7 +89,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="Shuffle the records with this seed before chunking (default 0).",
     )
     run.add_argument("--no-shuffle", action="store_true", help="Keep the file's record order.")
-    run.add_argument("--batch-size", type=int, default=16, help="Samples per scoring pass.")
+    run.add_argument(
+        "--batch-size", type=positive_int, default=16, help="Samples per scoring pass."
+    )
     run.add_argument(
         "--no-exact-match",
         action="store_true",
@@ -103,16 +121,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     report.add_argument("results", help="Results folder (with chunks.jsonl).")
 
 
-def _sizes(text: str) -> tuple[int, ...]:
-    return tuple(int(part) for part in text.split(",") if part.strip())
-
-
-def _per_size(text: str) -> dict[int, int]:
-    """Parse 'N:K,N:K' (per-size counts)."""
-    pairs = [part.split(":") for part in text.split(",") if part.strip()]
-    return {int(size): int(count) for size, count in pairs}
-
-
 def build_plans(args: argparse.Namespace, keys: list[str]):
     """One :class:`~hf_liveedit.evaluation.protocol.Plan` per editor, with the overrides applied."""
     from dataclasses import replace
@@ -120,42 +128,80 @@ def build_plans(args: argparse.Namespace, keys: list[str]):
     from hf_liveedit.evaluation.protocol import Plan
 
     base = Plan(
-        sizes=_sizes(args.sizes),
-        max_chunks=_per_size(args.max_chunks),
-        score_limit=_per_size(args.score_limit),
+        sizes=args.sizes,
+        max_chunks=args.max_chunks,
+        score_limit=args.score_limit,
         seed=args.seed,
         batch_size=args.batch_size,
         exact_match=not args.no_exact_match,
     )
     plans = dict.fromkeys(keys, base)
-    parsers = {"sizes": _sizes, "max_chunks": _per_size, "score_limit": _per_size}
+    parsers = {"sizes": int_list, "max_chunks": per_size, "score_limit": per_size}
     for override in args.override:
         key, _, setting = override.partition(":")
         field, _, value = setting.partition("=")
         if key not in plans or field not in parsers:
-            raise SystemExit(
+            raise UsageError(
                 f"bad --override {override!r}: expected EDITOR:KEY=VALUE with EDITOR "
                 f"in {keys} and KEY in {sorted(parsers)}"
             )
-        plans[key] = replace(plans[key], **{field: parsers[field](value)})
+        with reading(f"--override {override}", (argparse.ArgumentTypeError,)):
+            plans[key] = replace(plans[key], **{field: parsers[field](value)})
     return plans
 
 
 def _load_data(args: argparse.Namespace):
     from hf_liveedit.data import load_benchmark, load_mmedit
 
-    if args.data == "benchmark":
-        dataset = load_benchmark(args.benchmark_dir, args.split)
-        described = f"packaged benchmark, split {args.split}"
-    else:
-        if not args.image_root:
-            raise SystemExit("--image-root is required with an MMEdit JSON file")
-        dataset = load_mmedit(args.data, args.image_root)
-        described = f"{args.data} (images: {args.image_root})"
+    with reading(f"--data {args.data}"):
+        if args.data == "benchmark":
+            dataset = load_benchmark(args.benchmark_dir, args.split)
+            described = f"packaged benchmark, split {args.split}"
+        else:
+            dataset = load_mmedit(args.data, args.image_root)
+            described = f"{args.data} (images: {args.image_root})"
     if args.limit:
         dataset = dataset.select(range(min(args.limit, len(dataset))))
         described += f", first {len(dataset)} records"
     return dataset, described
+
+
+def _check_inputs(args: argparse.Namespace) -> list[str]:
+    """Refuse bad editors, missing inputs and an output folder in use; returns the editors."""
+    keys = [key.strip() for key in args.editors.split(",") if key.strip()]
+    unknown = sorted(set(keys) - set(EDITOR_KEYS))
+    if unknown or not keys:
+        what = f"unknown {unknown}" if unknown else "none given"
+        raise UsageError(f"--editors: {what}; choose among {list(EDITOR_KEYS)}")
+    check_model_name("--backbone", args.backbone)
+    if args.adapter:
+        check_path("--adapter", args.adapter, "dir", containing="adapter_config.json")
+    if args.data == "benchmark":
+        if args.benchmark_dir:
+            check_path("--benchmark-dir", args.benchmark_dir, "dir")
+    else:
+        check_path("--data", args.data, "file")
+        if not args.image_root:
+            raise UsageError("--image-root is required with an MMEdit JSON file")
+        check_path("--image-root", args.image_root, "dir")
+    output = check_path("--output", args.output, "new_dir")
+    if (output / "run.json").is_file() and not (args.resume or args.estimate_only):
+        raise UsageError(
+            f"--output {output} already holds a run: pass --resume to add to it (finished "
+            "chunks are skipped) or choose another --output"
+        )
+    return keys
+
+
+def _check_sizes(plans: dict, num_records: int) -> None:
+    """Refuse a size N with no full chunk of N records: it would run nothing, silently."""
+    for key, plan in plans.items():
+        too_big = [size for size in plan.sizes if size > num_records]
+        if too_big:
+            raise UsageError(
+                f"--sizes: N = {too_big[0]} ({key}) needs at least {too_big[0]} records, "
+                f"the data has {num_records}"
+            )
 
 
 def _editor_factories(
@@ -178,6 +224,10 @@ def _editor_factories(
 
 
 def _run(args: argparse.Namespace) -> int:
+    # the user's inputs are checked before the heavy imports; the data before the backbone
+    keys = _check_inputs(args)
+    plans = build_plans(args, keys)
+
     import json
     import platform
     from datetime import datetime, timezone
@@ -196,13 +246,9 @@ def _run(args: argparse.Namespace) -> int:
     )
     from hf_liveedit.evaluation.report import write_report
 
-    keys = [key.strip() for key in args.editors.split(",") if key.strip()]
-    unknown = sorted(set(keys) - set(EDITOR_KEYS))
-    if unknown:
-        raise SystemExit(f"unknown editors {unknown}; choose among {list(EDITOR_KEYS)}")
-    plans = build_plans(args, keys)
     torch.manual_seed(args.seed)
     dataset, described = _load_data(args)
+    _check_sizes(plans, len(dataset))
     cases = CaseSet(dataset)
     shuffle = None if args.no_shuffle else args.shuffle_seed
     order = record_order(len(cases), shuffle)
@@ -254,12 +300,7 @@ def _run(args: argparse.Namespace) -> int:
         },
         "threads": torch.get_num_threads(),
     }
-    if run_path.is_file():
-        if not args.resume:
-            raise SystemExit(
-                f"{writer.directory} already holds a run: pass --resume to add to it (finished "
-                "chunks are skipped) or choose another --output"
-            )
+    if run_path.is_file():  # with --resume (checked by _check_inputs)
         previous = json.loads(run_path.read_text())
         info["previous_runs"] = previous.pop("previous_runs", []) + [previous]
     run_path.write_text(json.dumps(info, indent=1) + "\n")
@@ -275,7 +316,12 @@ def run(args: argparse.Namespace) -> int:
     if args.action == "report":
         from hf_liveedit.evaluation.report import write_report
 
-        paths = write_report(args.results, "hf-liveedit " + shlex.join(sys.argv[1:]))
+        results = check_path("report", args.results, "dir")
+        if not (results / "chunks.jsonl").is_file():
+            raise UsageError(f"report {results}: no chunks.jsonl (not a results folder)")
+
+        with reading(f"report {results}", (FileNotFoundError,)):  # e.g. no chunk in the file
+            paths = write_report(results, "hf-liveedit " + shlex.join(sys.argv[1:]))
         print("\n".join(f"{name}: {path}" for name, path in paths.items()))
         return 0
     return _run(args)

@@ -7,8 +7,17 @@ with underscores), then the flags given on the command line.
 from __future__ import annotations
 
 import argparse
+import contextlib
 from pathlib import Path
 from typing import Any
+
+from hf_liveedit.commands import (
+    UsageError,
+    check_model_name,
+    check_number,
+    check_path,
+    reading,
+)
 
 HELP = (
     "Train a LiveEdit generator (expert generator, feature extractors, sentinel) on editing data."
@@ -97,6 +106,27 @@ _FLAGS: dict[str, tuple[Any, str]] = {
 }
 
 
+#: The smallest value of each numeric setting (``None`` stays allowed where it is the default).
+#: The module sizes and ``expert_scale`` are checked by :class:`~hf_liveedit.LiveEditConfig`.
+_MINIMUM: dict[str, float] = {
+    "max_records": 1,
+    "edit_layer": 0,
+    "batch_size": 1,
+    "max_steps": 1,
+    "learning_rate": 0,
+    "warmup_steps": 0,
+    "save_steps": 1,
+    "save_total_limit": 1,
+    "logging_steps": 1,
+    "num_threads": 1,
+    "rel_weight": 0,
+    "gen_weight": 0,
+    "loc_weight": 0,
+    "hard_routing_weight": 0,
+    "soft_routing_weight": 0,
+}
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add this command's flags.
 
@@ -126,7 +156,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def resolve_settings(args: argparse.Namespace) -> dict[str, Any]:
-    """Merge defaults, the YAML file and the flags given.
+    """Merge defaults, the YAML file and the flags given, and check every setting.
 
     Args:
         args: Parsed flags (unset flags are absent).
@@ -135,24 +165,71 @@ def resolve_settings(args: argparse.Namespace) -> dict[str, Any]:
         Every setting of :data:`DEFAULTS`.
 
     Raises:
-        ValueError: the YAML file has keys that are not settings.
+        UsageError: the YAML file is missing, malformed or has keys that are not settings, or
+            a setting has the wrong type or is out of range.
     """
     import yaml
 
     settings = dict(DEFAULTS)
-    given = {k: v for k, v in vars(args).items() if k not in ("command", "_run", "config")}
+    given = {k: v for k, v in vars(args).items() if k not in ("command", "_run", "config", "debug")}
+    # each setting as the user wrote it, for the messages: the flag, or the file and its key
+    labels = {name: "--" + name.replace("_", "-") for name in given}
     if getattr(args, "config", None):
-        loaded = yaml.safe_load(Path(args.config).read_text()) or {}
-        unknown = sorted(set(loaded) - set(DEFAULTS))
+        with reading(f"--config {args.config}", (OSError, UnicodeDecodeError, yaml.YAMLError)):
+            loaded = yaml.safe_load(Path(args.config).read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise UsageError(f"--config {args.config}: expected a mapping of settings")
+        unknown = sorted(map(str, set(loaded) - set(DEFAULTS)))
         if unknown:
-            raise ValueError(
-                f"{args.config}: unknown settings {unknown}; known: {sorted(DEFAULTS)}"
+            raise UsageError(
+                f"--config {args.config}: unknown settings {unknown}; known: {sorted(DEFAULTS)}"
             )
         settings.update(loaded)
+        labels = {**{name: f"--config {args.config}: {name}" for name in loaded}, **labels}
     settings.update(given)
+    _check_settings(settings, labels)
     if settings["output_dir"] is None:
         settings["output_dir"] = f"liveedit-{Path(settings['backbone']).name}"
     return settings
+
+
+def _check_settings(settings: dict[str, Any], labels: dict[str, str]) -> None:
+    """Refuse a setting of the wrong type or out of range.
+
+    One check for flags and YAML values alike (the YAML file skips argparse's types).
+
+    Args:
+        settings: Every setting.
+        labels: How the user wrote each setting that is not a default (named in the message).
+    """
+    for name, value in settings.items():
+        kind = bool if name == "cache_hidden_states" else _FLAGS.get(name, (str,))[0]
+        label = labels.get(name, name)
+        if value is None and DEFAULTS[name] is None:
+            continue
+        if kind is float and isinstance(value, str):  # PyYAML reads 1e-4 (no dot) as a string
+            with contextlib.suppress(ValueError):
+                value = settings[name] = float(value)
+        if kind in (int, float):
+            check_number(label, value, kind, _MINIMUM.get(name))
+        elif not isinstance(value, kind):
+            raise UsageError(f"{label}: expected a {kind.__name__}, got {value!r}")
+
+
+def _check_paths(settings: dict[str, Any]) -> None:
+    """Refuse missing inputs and uncreatable outputs before anything is loaded."""
+    check_model_name("--backbone", settings["backbone"])
+    if settings["data"] != "benchmark":
+        check_path("--data", settings["data"], "file")
+    if settings["image_root"]:
+        check_path("--image-root", settings["image_root"], "dir")
+    for name in ("init_from", "resume"):
+        if settings[name] and settings[name] != "last":
+            flag = "--" + name.replace("_", "-")
+            check_path(flag, settings[name], "dir", containing="adapter_config.json")
+    for name in ("output_dir", "export"):
+        if settings[name]:
+            check_path("--" + name.replace("_", "-"), settings[name], "new_dir")
 
 
 def _load_backbone(name: str):
@@ -168,8 +245,10 @@ def _load_backbone(name: str):
 
     import hf_liveedit.embedded  # noqa: F401  (registers its vision tower with the Auto classes)
 
-    model = AutoModelForImageTextToText.from_pretrained(name)
-    return model.eval(), AutoProcessor.from_pretrained(name)
+    # OSError: transformers' "not a folder nor a Hub repository" (a bug would be another type)
+    with reading(f"--backbone {name}", (OSError,)):
+        model = AutoModelForImageTextToText.from_pretrained(name)
+        return model.eval(), AutoProcessor.from_pretrained(name)
 
 
 def _load_records(settings: dict[str, Any]):
@@ -196,6 +275,13 @@ def run(args: argparse.Namespace) -> int:
     Returns:
         0 on success.
     """
+    # what the user gave is checked first (before torch is even imported), the rest before the
+    # backbone loads: a mistake costs seconds and writes nothing
+    settings = resolve_settings(args)
+    _check_paths(settings)
+    if settings["resume"] and settings["init_from"]:
+        raise UsageError("--resume and --init-from exclude each other: a checkpoint has weights")
+
     import json
 
     import torch
@@ -209,7 +295,6 @@ def run(args: argparse.Namespace) -> int:
     )
     from hf_liveedit.trainers.export import export_generator
 
-    settings = resolve_settings(args)
     if settings["num_threads"]:
         torch.set_num_threads(settings["num_threads"])
     output_dir = Path(settings["output_dir"])
@@ -217,47 +302,57 @@ def run(args: argparse.Namespace) -> int:
     if resume == "last":
         resume = get_last_checkpoint(str(output_dir)) if output_dir.is_dir() else None
         if resume is None:
-            raise FileNotFoundError(f"--resume: no checkpoint-* folder in {output_dir}")
-    if resume and settings["init_from"]:
-        raise ValueError("--resume and --init-from exclude each other: a checkpoint has weights")
+            raise UsageError(f"--resume: no checkpoint-* folder in {output_dir}")
     if resume or settings["init_from"]:  # the saved adapter fixes the module sizes
-        config, _ = LiveEditConfig.from_pretrained(resume or settings["init_from"])
+        saved = resume or settings["init_from"]
+        with reading(f"{'--resume' if resume else '--init-from'} {saved}"):
+            config, _ = LiveEditConfig.from_pretrained(saved)
     else:
-        config = LiveEditConfig(
-            module_dim=settings["module_dim"],
-            rank=settings["rank"],
-            num_queries=settings["num_queries"],
-            num_heads=settings["num_heads"],
-            edit_layer=settings["edit_layer"],
-            expert_scale=settings["expert_scale"],
+        with reading("settings", (ValueError, TypeError)):
+            config = LiveEditConfig(
+                module_dim=settings["module_dim"],
+                rank=settings["rank"],
+                num_queries=settings["num_queries"],
+                num_heads=settings["num_heads"],
+                edit_layer=settings["edit_layer"],
+                expert_scale=settings["expert_scale"],
+            )
+    with reading("settings", (ValueError,)):  # e.g. an unknown --lr-scheduler-type
+        training_args = LiveEditTrainingArguments(
+            output_dir=str(output_dir),
+            per_device_train_batch_size=settings["batch_size"],
+            max_steps=settings["max_steps"],
+            learning_rate=settings["learning_rate"],
+            lr_scheduler_type=settings["lr_scheduler_type"],
+            warmup_steps=settings["warmup_steps"],
+            save_steps=settings["save_steps"],
+            save_total_limit=settings["save_total_limit"],
+            logging_steps=settings["logging_steps"],
+            seed=settings["seed"],
+            # every step sees a full batch of experts to mix
+            dataloader_drop_last=True,
+            cache_hidden_states=settings["cache_hidden_states"],
+            report_to=[],
+            disable_tqdm=False,
+            rel_weight=settings["rel_weight"],
+            gen_weight=settings["gen_weight"],
+            loc_weight=settings["loc_weight"],
+            hard_routing_weight=settings["hard_routing_weight"],
+            soft_routing_weight=settings["soft_routing_weight"],
         )
+    with reading(f"--data {settings['data']}"):
+        dataset = _load_records(settings)
+    # with drop_last, fewer records than a batch give no step at all (and, before this check,
+    # an untrained generator saved as if trained)
+    if len(dataset) < settings["batch_size"]:
+        raise UsageError(
+            f"--batch-size {settings['batch_size']} is larger than the {len(dataset)} training "
+            "records: no full batch to train on"
+        )
+
     torch.manual_seed(settings["seed"])
     model, processor = _load_backbone(settings["backbone"])
     liveedit = get_liveedit_model(model, config, processor=processor)
-    dataset = _load_records(settings)
-    training_args = LiveEditTrainingArguments(
-        output_dir=str(output_dir),
-        per_device_train_batch_size=settings["batch_size"],
-        max_steps=settings["max_steps"],
-        learning_rate=settings["learning_rate"],
-        lr_scheduler_type=settings["lr_scheduler_type"],
-        warmup_steps=settings["warmup_steps"],
-        save_steps=settings["save_steps"],
-        save_total_limit=settings["save_total_limit"],
-        logging_steps=settings["logging_steps"],
-        seed=settings["seed"],
-        dataloader_drop_last=True,
-        cache_hidden_states=settings[
-            "cache_hidden_states"
-        ],  # every step sees a full batch of experts to mix
-        report_to=[],
-        disable_tqdm=False,
-        rel_weight=settings["rel_weight"],
-        gen_weight=settings["gen_weight"],
-        loc_weight=settings["loc_weight"],
-        hard_routing_weight=settings["hard_routing_weight"],
-        soft_routing_weight=settings["soft_routing_weight"],
-    )
     trainer = LiveEditTrainer(liveedit, args=training_args, train_dataset=dataset)
     if settings["init_from"]:  # starting a generator for this backbone: another one is the point
         trainer.load_generator(settings["init_from"], allow_base_model_mismatch=True)
@@ -268,7 +363,8 @@ def run(args: argparse.Namespace) -> int:
     )
     result = trainer.train(resume_from_checkpoint=resume)
     trainer.save_model(str(output_dir))
-    last = next(entry for entry in reversed(trainer.state.log_history) if "loss" in entry)
+    # no entry when no step was logged (e.g. --logging-steps above --max-steps)
+    last = next((entry for entry in reversed(trainer.state.log_history) if "loss" in entry), {})
     summary = {
         "steps": trainer.state.global_step,
         "train_runtime_s": round(result.metrics["train_runtime"], 1),

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from hf_liveedit.commands import check_path, positive_int
+
 HELP = (
     "Retrain the default backbone's projector on the packaged captioned images (about 12 min on "
     "2 cores); use the result with `build-backbone --projector`."
@@ -24,7 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="reusable intermediates (default: the backbone cache's work/ folder)",
     )
-    parser.add_argument("--steps", type=int, default=None, help="optimizer steps [150]")
+    parser.add_argument("--steps", type=positive_int, default=None, help="optimizer steps [150]")
     parser.add_argument(
         "--no-install",
         action="store_true",
@@ -41,14 +43,15 @@ def run(args: argparse.Namespace) -> int:
     Returns:
         Exit status.
     """
+    check_path("--output-dir", args.output_dir, "new_dir")
+    if args.work_dir:
+        check_path("--work-dir", args.work_dir, "new_dir")
+
     import logging
 
     from hf_liveedit.embedded import MissingPackageError, default_cache_dir
     from hf_liveedit.embedded.projector_training import TRAIN_STEPS, train_default_projector
 
-    if args.steps is not None and args.steps < 1:
-        print(f"error: --steps must be at least 1, got {args.steps}")
-        return 2
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         out = train_default_projector(

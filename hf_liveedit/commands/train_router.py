@@ -6,6 +6,14 @@ import argparse
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hf_liveedit.commands import (
+    UsageError,
+    check_model_name,
+    check_number,
+    check_path,
+    reading,
+)
+
 HELP = (
     "Train a generator's router (feature extractors and sentinel) against every training edit "
     "at once, so that it finds the right edit among thousands (beyond the paper)."
@@ -71,6 +79,27 @@ def _split_by_entity(entities: list[str], fraction: float) -> tuple[list[int], l
     return train, [i for i, name in enumerate(entities) if name in held]
 
 
+def _check_script(args: argparse.Namespace) -> TrainRouterArguments:
+    """The command's own arguments, checked before anything is imported or loaded."""
+    names = set(TrainRouterArguments.__dataclass_fields__)
+    script = TrainRouterArguments(**{k: v for k, v in vars(args).items() if k in names})
+    if not 0 <= script.validation_fraction < 1:  # NaN too
+        raise UsageError(
+            f"--validation_fraction: expected a number in [0, 1), got {script.validation_fraction}"
+        )
+    if script.max_records is not None:
+        check_number("--max_records", script.max_records, int, 1)
+    check_model_name("--backbone", script.backbone)
+    if script.generator:
+        check_path("--generator", script.generator, "dir", containing="adapter_config.json")
+    if script.benchmark_dir:
+        check_path("--benchmark_dir", script.benchmark_dir, "dir")
+    check_path("--output_dir", script.output_dir, "new_dir")
+    if script.states_cache:
+        check_path("--states_cache", Path(script.states_cache).parent, "new_dir")
+    return script
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the routing stage, print diagnostics before and after, write the adapter.
 
@@ -80,6 +109,8 @@ def run(args: argparse.Namespace) -> int:
     Returns:
         Exit status.
     """
+    script = _check_script(args)
+
     import json
 
     import torch
@@ -98,20 +129,18 @@ def run(args: argparse.Namespace) -> int:
         train_routing,
     )
 
-    names = {f.name for f in TrainRouterArguments.__dataclass_fields__.values()}
-    script = TrainRouterArguments(**{k: v for k, v in vars(args).items() if k in names})
     stage_names = set(RoutingStageArguments.__dataclass_fields__)
-    stage = RoutingStageArguments(**{k: v for k, v in vars(args).items() if k in stage_names})
-    if not 0 <= script.validation_fraction < 1:
-        print(f"error: --validation_fraction must be in [0, 1), got {script.validation_fraction}")
-        return 2
-    dataset = load_benchmark(script.benchmark_dir, script.split)
+    with reading("settings", (ValueError,)):  # its __post_init__ range-checks
+        stage = RoutingStageArguments(**{k: v for k, v in vars(args).items() if k in stage_names})
+    with reading(f"--benchmark_dir {script.benchmark_dir or '(default)'}"):
+        dataset = load_benchmark(script.benchmark_dir, script.split)
     if script.max_records:
         dataset = dataset.select(range(min(script.max_records, len(dataset))))
     model, processor = _load_backbone(script.backbone)
     processor.tokenizer.padding_side = "left"
     generator = script.generator or default_generator_dir()
-    liveedit = LiveEditModel.from_pretrained(model, generator, processor=processor)
+    with reading(f"--generator {generator}"):  # e.g. a generator made for another backbone
+        liveedit = LiveEditModel.from_pretrained(model, generator, processor=processor)
 
     cache = Path(script.states_cache) if script.states_cache else None
     if cache is not None and cache.is_file():

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
 
 import torch
 from torch import nn
@@ -21,6 +22,11 @@ class ExpertBatch:
     down: torch.Tensor
     phi: torch.Tensor
     psi: torch.Tensor
+
+    @classmethod
+    def cat(cls, batches: Sequence[ExpertBatch]) -> ExpertBatch:
+        """The experts of several batches, in order."""
+        return cls(*(torch.cat([getattr(batch, f.name) for batch in batches]) for f in fields(cls)))
 
 
 @dataclass

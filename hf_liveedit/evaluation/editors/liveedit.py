@@ -87,8 +87,9 @@ class LiveEditEditor(Editor):
             batch = samples[start : start + batch_size]
             images = None if batch[0].image is None else [sample.image for sample in batch]
             inputs = self.build_inputs(images, [sample.prompt for sample in batch])
-            self.liveedit(**inputs, use_cache=False, logits_to_keep=1)
-            rows.append(self.liveedit.hook.cached_weights.float())
+            with self.liveedit.record_routing() as routing:
+                self.liveedit(**inputs, use_cache=False, logits_to_keep=1)
+            rows.append(routing[-1].float())
         return torch.cat(rows)
 
     def diagnostics(self, cases: Sequence[EditCase], edited: Sequence[int]) -> dict | None:

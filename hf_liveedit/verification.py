@@ -1,0 +1,124 @@
+"""Verified edits (beyond the paper): check that a new edit took, and refine its expert if not.
+
+A generated expert does not always make the model answer with its target. With
+``LiveEditConfig.verify_edits`` on, :meth:`~hf_liveedit.LiveEditModel.add_edits` checks each new
+edit's greedy answer on its own edit input, with every stored expert and the new ones routed as
+at inference, and refines the experts of the edits that did not take: Adam steps on only their
+``U`` and ``V`` against the target's negative log-likelihood, with the base model, the generator
+and every routing feature frozen. Refinement stops for each edit as soon as its greedy answer is
+the target, or after ``refine_steps``.
+
+The greedy answer is read teacher-forced: the argmax at each target position, given the target's
+earlier tokens. It equals the target exactly when greedy decoding of as many tokens spells the
+target, which is how the evaluation's exact match reads answers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+from torch.nn import functional as F
+from transformers import BatchFeature
+
+from .backbones.base import IGNORE_INDEX
+from .modules import ExpertBatch
+
+if TYPE_CHECKING:
+    from .model import LiveEditModel
+
+
+@dataclass(frozen=True)
+class EditCheck:
+    """Outcome of verifying one edit.
+
+    Attributes:
+        took: the greedy answer on the edit input is the target.
+        steps: refinement steps applied to the edit's expert (0: the generated expert took).
+    """
+
+    took: bool
+    steps: int
+
+
+def answer_logits(
+    liveedit: LiveEditModel, inputs: BatchFeature, experts: ExpertBatch | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits that predict each answer token of teacher-forced ``inputs``, and those tokens.
+
+    Only the last positions are projected to the vocabulary (answers sit at the end of
+    left-padded rows); the labels mark the answer tokens for routing, so they never route.
+
+    Args:
+        liveedit: the model.
+        inputs: from :meth:`~hf_liveedit.LiveEditModel.build_inputs` with targets.
+        experts: experts to route over instead of the repository's.
+
+    Returns:
+        ``([B, A, V] logits, [B, A] answer ids)``, ``-100`` where a row's answer is shorter.
+    """
+    labels = inputs["labels"]
+    keep = int((labels != IGNORE_INDEX).sum(dim=1).max()) + 1
+    kwargs = {key: value for key, value in inputs.items() if key != "labels"}
+    spans = liveedit.adapter.spans(inputs["input_ids"], inputs["attention_mask"], labels)
+    with liveedit.hook.call(spans, experts=experts, fixed_spans=True):
+        logits = liveedit.base_model(**kwargs, use_cache=False, logits_to_keep=keep).logits
+    return logits[:, :-1], labels[:, -keep + 1 :]
+
+
+def refine_new_experts(
+    liveedit: LiveEditModel,
+    inputs: BatchFeature,
+    new: ExpertBatch,
+    stored: ExpertBatch,
+    max_steps: int,
+    lr: float,
+) -> tuple[ExpertBatch, list[EditCheck]]:
+    """Check new edits on their own inputs and refine the experts of those that did not take.
+
+    Args:
+        liveedit: the model (its repository is not changed).
+        inputs: the new edits' teacher-forced inputs (image, prompt and target), one row each.
+        new: their generated experts, in the same order.
+        stored: every other expert to route over (stored edits, and new edits of earlier batches).
+        max_steps: most refinement steps per edit.
+        lr: Adam learning rate.
+
+    Returns:
+        The new experts (refined ``U``, ``V``; same routing features) and one check per edit.
+    """
+    dtype = new.up.dtype
+    up = new.up.detach().float().clone().requires_grad_(True)
+    down = new.down.detach().float().clone().requires_grad_(True)
+    optimizer = torch.optim.Adam([up, down], lr=lr)
+    steps = torch.zeros(up.shape[0], dtype=torch.long)
+    phi = torch.cat([stored.phi, new.phi.to(stored.phi)])
+    psi = torch.cat([stored.psi, new.psi.to(stored.psi)])
+    for step in range(max_steps + 1):
+        experts = ExpertBatch(
+            torch.cat([stored.up.to(up), up]), torch.cat([stored.down.to(down), down]), phi, psi
+        )
+        with torch.enable_grad():
+            logits, answers = answer_logits(liveedit, inputs, experts)
+            answered = answers != IGNORE_INDEX
+            took = ((logits.argmax(dim=-1) == answers) | ~answered).all(dim=1)
+            if took.all() or step == max_steps:
+                break
+            nll = F.cross_entropy(
+                logits.float().transpose(1, 2), answers, ignore_index=IGNORE_INDEX, reduction="none"
+            )
+            per_edit = nll.sum(dim=1) / answered.sum(dim=1)
+            loss = per_edit[~took].sum()
+            if not loss.requires_grad:  # the router keeps none of these experts: nothing to refine
+                break
+            optimizer.zero_grad()
+            loss.backward()
+        took = took.to(up.device)
+        kept = up.detach()[took].clone(), down.detach()[took].clone()
+        optimizer.step()
+        with torch.no_grad():  # an edit that took keeps its expert (Adam's momentum would not)
+            up[took], down[took] = kept
+        steps += (~took).long().cpu()
+    refined = ExpertBatch(up.detach().to(dtype), down.detach().to(dtype), new.phi, new.psi)
+    return refined, [EditCheck(bool(ok), int(n)) for ok, n in zip(took.tolist(), steps.tolist())]

@@ -1,0 +1,95 @@
+"""Verified edits: an edit's expert is refined until its greedy answer is the target."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import PROMPT, TARGET, make_liveedit, rig_routing
+
+from hf_liveedit import model as model_module
+from hf_liveedit.repository import TENSOR_NAMES
+from hf_liveedit.testing.tiny_models import tiny_image
+
+VERIFY = dict(expert_scale=5.0, verify_edits=True, refine_steps=40, refine_lr=0.2)
+
+
+def greedy_answer(liveedit, image, prompt: str, target: str) -> list[int]:
+    """The greedy continuation, as many tokens as the target has: decoded with ``generate``."""
+    tokenizer = liveedit.processor.tokenizer
+    prompt_inputs = liveedit.build_inputs(image, prompt)
+    target_ids = liveedit.build_inputs(image, prompt, target)["labels"][0]
+    length = int((target_ids != -100).sum())
+    out = liveedit.generate(
+        **prompt_inputs,
+        max_new_tokens=length,
+        min_new_tokens=length,
+        do_sample=False,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    return out[0, prompt_inputs["input_ids"].shape[1] :].tolist()
+
+
+def target_ids(liveedit, image, prompt: str, target: str) -> list[int]:
+    labels = liveedit.build_inputs(image, prompt, target)["labels"][0]
+    return labels[labels != -100].tolist()
+
+
+def test_a_generated_expert_that_misses_is_refined_until_greedy_answers_the_target():
+    edit = (tiny_image(1), "Name it.", "Paris")
+    plain = make_liveedit("llava", **{**VERIFY, "verify_edits": False})
+    rig_routing(plain, keep=True)
+    plain.add_edit(*edit)
+    assert greedy_answer(plain, *edit) != target_ids(plain, *edit)  # the generator alone misses
+    assert plain.edits[0].took is None and plain.edits[0].refine_steps == 0
+
+    liveedit = make_liveedit("llava", **VERIFY)
+    rig_routing(liveedit, keep=True)
+    record = liveedit.get_edit(liveedit.add_edit(*edit))
+    assert record.took is True and 0 < record.refine_steps <= VERIFY["refine_steps"]
+    assert greedy_answer(liveedit, *edit) == target_ids(liveedit, *edit)  # checked by generate
+    # only U and V were refined: the routing features are the generator's
+    for name in ("phi", "psi"):
+        torch.testing.assert_close(liveedit.repository.tensor(name), plain.repository.tensor(name))
+    assert not torch.equal(liveedit.repository.up, plain.repository.up)
+
+
+def test_an_edit_the_router_drops_cannot_take_and_says_so():
+    liveedit = make_liveedit("llava", **{**VERIFY, "refine_steps": 3})
+    rig_routing(liveedit, keep=False)  # the edit's own input keeps no expert
+    with pytest.warns(UserWarning, match="1 of 1 edits did not take"):
+        edit_id = liveedit.add_edit(tiny_image(0), PROMPT, TARGET)
+    record = liveedit.get_edit(edit_id)
+    assert record.took is False and record.refine_steps == 0  # no gradient reaches the expert
+
+
+def test_a_failure_during_verification_stores_nothing(monkeypatch):
+    liveedit = make_liveedit("llava", **VERIFY)
+    rig_routing(liveedit, keep=True)
+    liveedit.add_edit(tiny_image(0), PROMPT, TARGET)
+    before = {name: liveedit.repository.tensor(name).clone() for name in TENSOR_NAMES}
+    calls = []
+    refine = model_module.refine_new_experts
+
+    def failing_second_batch(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("out of memory")
+        return refine(*args, **kwargs)
+
+    monkeypatch.setattr(model_module, "refine_new_experts", failing_second_batch)
+    with pytest.raises(RuntimeError, match="out of memory"):
+        liveedit.add_edits(
+            [tiny_image(1), tiny_image(2)], ["Name it."] * 2, ["a", "b"], batch_size=1
+        )
+    assert len(liveedit.edits) == 1
+    for name in TENSOR_NAMES:
+        assert torch.equal(liveedit.repository.tensor(name), before[name])
+
+
+def test_an_edit_that_needs_more_steps_than_the_budget_is_stored_and_reported():
+    liveedit = make_liveedit("llava", **{**VERIFY, "refine_steps": 1})
+    rig_routing(liveedit, keep=True)
+    with pytest.warns(UserWarning, match="1 of 1 edits did not take within refine_steps=1"):
+        edit_id = liveedit.add_edit(tiny_image(1), "Name it.", "Paris")
+    record = liveedit.get_edit(edit_id)
+    assert record.took is False and record.refine_steps == 1 and len(liveedit.edits) == 1
