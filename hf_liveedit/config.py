@@ -13,7 +13,13 @@ import torch
 
 from .persistence import check_format_version, read_json, write_json
 
-CONFIG_NAME = "adapter_config.json"
+#: The configuration file of an adapter folder. Not PEFT's ``adapter_config.json``: PEFT-aware
+#: tools (``PeftConfig``, ``PeftModel``, transformers' ``load_adapter`` and ``from_pretrained``)
+#: take a folder holding that name for a PEFT adapter and fail on LiveEdit's.
+CONFIG_NAME = "liveedit_config.json"
+#: The name earlier versions wrote (with ``"peft_type": "LIVEEDIT"``); read, never written.
+LEGACY_CONFIG_NAME = "adapter_config.json"
+CONFIG_NAMES = (CONFIG_NAME, LEGACY_CONFIG_NAME)
 PEFT_TYPE = "LIVEEDIT"
 
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -113,7 +119,20 @@ class LiveEditConfig:
         },
     )
     base_model_name_or_path: str | None = field(
-        default=None, metadata={"help": "Name or path of the base VLLM (filled in automatically)."}
+        default=None,
+        metadata={
+            "help": "Hub id of the base VLLM (filled in automatically; a local path is not saved)."
+        },
+    )
+    # compare=False: a mode, not a hyper-parameter (the same adapter loaded for training or for
+    # inference is the same adapter)
+    inference_mode: bool = field(
+        default=False,
+        compare=False,
+        metadata={
+            "help": "Whether the adapter is used for inference only (its modules frozen), as in "
+            "PEFT: from_pretrained sets it to `not is_trainable`; saved for information."
+        },
     )
 
     def __post_init__(self) -> None:
@@ -150,7 +169,7 @@ class LiveEditConfig:
                 "soft_routing_visual_weight must be a finite number >= 0, got "
                 f"{self.soft_routing_visual_weight!r}"
             )
-        for name in ("edit_text_only_inputs", "verify_edits"):
+        for name in ("edit_text_only_inputs", "verify_edits", "inference_mode"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"{name} must be a bool, got {getattr(self, name)!r}")
         _check_real("refine_lr", self.refine_lr)
@@ -195,20 +214,32 @@ class LiveEditConfig:
         return cls(**data)
 
     def save_pretrained(self, directory: str | Path, **extra: Any) -> None:
-        """Write ``adapter_config.json`` (plus ``extra`` top-level keys) into ``directory``."""
-        write_json(
-            Path(directory, CONFIG_NAME), {"peft_type": PEFT_TYPE, **self.to_dict(), **extra}
-        )
+        """Write ``liveedit_config.json`` into ``directory``.
+
+        The file records the hf-liveedit version that wrote it (``hf_liveedit_version``) and
+        carries no ``peft_type``: PEFT-aware tools must not take the folder for theirs.
+
+        Args:
+            directory: the adapter folder.
+            **extra: other top-level keys (fingerprint, hashes, ``format_version``, ...).
+        """
+        from . import __version__  # here: the package imports this module first
+
+        payload = {**self.to_dict(), **extra, "hf_liveedit_version": __version__}
+        base_model = payload["base_model_name_or_path"]
+        if base_model is not None and hub_model_id(base_model) is None:
+            payload["base_model_name_or_path"] = None  # a machine path: never shipped in files
+        write_json(Path(directory, CONFIG_NAME), payload)
 
     @classmethod
     def from_pretrained(cls, directory: str | Path) -> tuple[LiveEditConfig, dict[str, Any]]:
-        """Read ``adapter_config.json``.
+        """Read an adapter folder's ``liveedit_config.json`` (or legacy ``adapter_config.json``).
 
         Args:
             directory: the adapter folder.
 
         Returns:
-            The config and the file's other top-level keys (fingerprint, hashes, ...).
+            The config and the file's other top-level keys (fingerprint, hashes, version, ...).
 
         Raises:
             OSError: the file cannot be read.
@@ -216,10 +247,10 @@ class LiveEditConfig:
                 (``peft_type``), was written by a newer hf-liveedit (``format_version``) or holds
                 an unknown field or invalid value.
         """
-        path = Path(directory, CONFIG_NAME)
+        path = config_file(directory)
         payload = read_json(path)
         check_format_version(payload, path)
-        peft_type = payload.pop("peft_type", PEFT_TYPE)  # absent: taken as LiveEdit's
+        peft_type = payload.pop("peft_type", PEFT_TYPE)  # absent (new files): LiveEdit's
         if peft_type != PEFT_TYPE:
             raise ValueError(f"{path} is a {peft_type!r} adapter, not a LiveEdit one")
         known = {f.name for f in dataclasses.fields(cls)}
@@ -228,3 +259,39 @@ class LiveEditConfig:
             return cls.from_dict(payload), extra
         except (TypeError, ValueError) as error:  # unknown field, or a value of the wrong type
             raise ValueError(f"{path}: {error}") from error
+
+
+def config_file(directory: str | Path) -> Path:
+    """The config file of an adapter folder: ``liveedit_config.json``, else the legacy name.
+
+    Args:
+        directory: the adapter folder.
+
+    Returns:
+        The file that exists (``liveedit_config.json`` when neither does, for the error message).
+    """
+    for name in CONFIG_NAMES:
+        if Path(directory, name).is_file():
+            return Path(directory, name)
+    return Path(directory, CONFIG_NAME)
+
+
+def hub_model_id(name: str | None) -> str | None:
+    """``name`` if it is a Hub repository id, else None (a local path, or nothing).
+
+    Saved files and model cards name the base model only by its Hub id: a local path says
+    nothing to another machine and leaks this one's folders.
+
+    Args:
+        name: a model's ``name_or_path``.
+    """
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    if not name or Path(name).expanduser().exists():
+        return None
+    try:
+        validate_repo_id(name)  # refuses absolute paths, "./x", "a/b/c", "~/x", ...
+    except HFValidationError:
+        return None
+    return name

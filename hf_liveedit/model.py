@@ -18,10 +18,10 @@ from tqdm.auto import tqdm
 from transformers import BatchFeature
 
 from .backbones import BackboneAdapter, get_backbone_adapter
-from .config import CONFIG_NAME, LiveEditConfig
+from .config import CONFIG_NAMES, LEGACY_CONFIG_NAME, LiveEditConfig, config_file
 from .images import check_image_source, image_sha256, load_image
 from .layer import EditLayerHook, StopForward
-from .model_card import render_model_card
+from .model_card import adapter_card, experts_card
 from .modules import ExpertBatch, LiveEditModules
 from .persistence import (
     EDITS_NAME,
@@ -417,7 +417,14 @@ class LiveEditModel(nn.Module):
         return state_dict_sha256(self.liveedit_modules.state_dict())
 
     def save_pretrained(
-        self, save_directory: str | Path, metrics: dict[str, float] | None = None
+        self,
+        save_directory: str | Path,
+        metrics: dict[str, float] | None = None,
+        *,
+        include_experts: bool = True,
+        generator_dtype: torch.dtype | None = None,
+        repo_id: str | None = None,
+        license: str | None = "apache-2.0",
     ) -> None:
         """Save config, generator, experts and a model card; atomic (all or nothing).
 
@@ -426,11 +433,37 @@ class LiveEditModel(nn.Module):
 
         Args:
             save_directory: target folder, created or replaced; its other files are kept (hard
-                linked, not copied); a symlink to a folder stays a symlink.
+                linked, not copied); a symlink to a folder stays a symlink. A legacy
+                ``adapter_config.json`` is removed (``liveedit_config.json`` replaces it).
             metrics: editing metrics to show in the model card, if measured.
+            include_experts: also save the expert repository. Without it the folder keeps no
+                experts (those it held were made by the previous generator).
+            generator_dtype: store the generator's weights in this dtype (e.g. ``torch.float16``
+                to halve the file). Every value must survive the cast exactly, so that the
+                recorded SHA-256 still verifies them: round the modules first, as
+                :func:`hf_liveedit.trainers.export.export_generator` does.
+            repo_id: Hub repository the card's usage snippet names (a placeholder when None).
+            license: the model card's license (of the adapter's weights).
+
+        Raises:
+            ValueError: a weight is changed by the cast to ``generator_dtype``.
         """
+        state = {key: v.contiguous() for key, v in self.liveedit_modules.state_dict().items()}
+        if generator_dtype is not None:
+            stored = {
+                k: v.to(generator_dtype) if v.is_floating_point() else v for k, v in state.items()
+            }
+            changed = [k for k, v in state.items() if not torch.equal(stored[k].to(v.dtype), v)]
+            if changed:
+                raise ValueError(
+                    f"generator weights {changed[:3]} change when stored in {generator_dtype}: "
+                    "their recorded SHA-256 would not verify them. Round the modules first "
+                    "(trainers.export.export_generator)."
+                )
+            state = stored
         base_model_sha256 = self.base_model_sha256()
-        with atomic_directory(save_directory) as staging:
+        drop = [LEGACY_CONFIG_NAME] + ([] if include_experts else list(EXPERT_FILES))
+        with atomic_directory(save_directory, drop=drop) as staging:
             self.liveedit_config.save_pretrained(
                 staging,
                 base_model_fingerprint=self.fingerprint(),
@@ -438,24 +471,27 @@ class LiveEditModel(nn.Module):
                 generator_sha256=self.generator_sha256(),
                 format_version=FORMAT_VERSION,
             )
-            state = {
-                key: value.contiguous() for key, value in self.liveedit_modules.state_dict().items()
-            }
             save_file(state, str(staging / GENERATOR_WEIGHTS_NAME))
-            self._write_experts(staging, base_model_sha256)
-            card = render_model_card(
+            if include_experts:
+                self._write_experts(staging, base_model_sha256)
+            card = adapter_card(
                 self.liveedit_config,
                 {**self.fingerprint(), "sha256": base_model_sha256},
-                self.edits,
+                self.edits if include_experts else [],
                 metrics,
-                repo_id=str(save_directory),
+                repo_id=repo_id,
+                license=license,
             )
-            (staging / "README.md").write_text(card)
+            # write_text, not card.save: one primitive for every file (crash tests instrument it)
+            (staging / "README.md").write_text(str(card), encoding="utf-8", newline="")
 
     def save_experts(self, save_directory: str | Path) -> None:
         """Save only the expert repository (``experts.safetensors`` + ``edits.json``), atomically.
 
         The folder's other files are kept, as by :meth:`save_pretrained`.
+
+        Args:
+            save_directory: target folder, created or replaced.
         """
         base_model_sha256 = self.base_model_sha256()
         with atomic_directory(save_directory) as staging:
@@ -480,25 +516,41 @@ class LiveEditModel(nn.Module):
         directory: str | Path,
         allow_generator_mismatch: bool = False,
         allow_base_model_mismatch: bool = False,
+        *,
+        revision: str | None = None,
+        token: str | bool | None = None,
+        subfolder: str | None = None,
+        cache_dir: str | Path | None = None,
+        local_files_only: bool = False,
     ) -> None:
         """Replace the repository with experts saved by :meth:`save_experts` / :meth:`save_pretrained`.
 
         Args:
-            directory: local folder or Hub repo id.
+            directory: local folder or Hub repo id (only its two expert files are downloaded).
             allow_generator_mismatch: load experts made by other generator weights (their
                 routing features will not match this generator's; for debugging only).
             allow_base_model_mismatch: load experts made on a base model with the same
                 architecture but other weights (see :meth:`base_model_sha256`) with a warning
                 instead of an error.
+            revision, token, subfolder, cache_dir, local_files_only: as for
+                :meth:`from_pretrained`.
 
         Raises:
             ValueError: the experts were made for another base model, layer or generator, by a
                 newer hf-liveedit, or a file is corrupt, incomplete or missing its pair
                 (``experts.safetensors`` without ``edits.json`` or the reverse); the message
                 names the file. The current repository is left unchanged.
-            OSError: a file cannot be read.
+            OSError: a file cannot be read or downloaded.
         """
-        folder = resolve_directory(directory)
+        folder = resolve_directory(
+            directory,
+            revision=revision,
+            token=token,
+            subfolder=subfolder,
+            cache_dir=cache_dir,
+            local_files_only=local_files_only,
+            files=EXPERT_FILES,
+        )
         edits_path, experts_path = folder / EDITS_NAME, folder / EXPERTS_WEIGHTS_NAME
         if edits_path.is_file() != experts_path.is_file():  # one of the pair lost or not copied
             pair = (edits_path, experts_path)
@@ -546,33 +598,59 @@ class LiveEditModel(nn.Module):
         processor: Any | None = None,
         load_experts: bool = True,
         revision: str | None = None,
-        token: str | None = None,
+        token: str | bool | None = None,
         allow_base_model_mismatch: bool = False,
+        *,
+        is_trainable: bool = False,
+        subfolder: str | None = None,
+        cache_dir: str | Path | None = None,
+        local_files_only: bool = False,
     ) -> LiveEditModel:
-        """Load a saved adapter (local folder or Hub repo) onto ``model``.
+        """Load a saved adapter (local folder or Hub repo) onto ``model``, as PEFT loads one.
+
+        Reads ``liveedit_config.json`` (or, in folders saved by earlier versions,
+        ``adapter_config.json``). From the Hub only the files needed are downloaded.
 
         Args:
             model: the base VLLM the adapter was made for.
             model_id: local folder or Hub repo id.
             processor: the base model's processor.
-            load_experts: also load the saved expert repository, if present.
-            revision, token: passed to the Hub download.
+            load_experts: also load the saved expert repository, if present; False neither
+                reads nor downloads the expert files.
+            revision: Hub branch, tag or commit.
+            token: Hub token (default: the logged-in user's).
             allow_base_model_mismatch: load an adapter made on a model with the same
                 architecture but other weights (see :meth:`base_model_sha256`) with a warning
                 instead of an error, e.g. to start training a generator for a new backbone
                 from an existing one. Adapters saved without a recorded hash load without
                 this check.
+            is_trainable: False (the default, as in PEFT) loads for inference: the LiveEdit
+                modules do not require gradients and the model is put in eval mode. True keeps
+                them trainable (e.g. to train further with ``LiveEditTrainer``).
+            subfolder: folder of the adapter inside ``model_id``.
+            cache_dir: Hub cache folder (default: the Hugging Face cache).
+            local_files_only: use the Hub cache only, never the network.
 
         Raises:
             ValueError: the adapter was made for another base model; a file is corrupt (the
                 generator's SHA-256 is verified whether or not experts are loaded), incomplete,
                 of another PEFT method or of a newer hf-liveedit; the message names the file.
                 ``model`` is left without hooks.
-            OSError: a file cannot be read.
+            OSError: a file cannot be read or downloaded.
         """
-        folder = resolve_directory(model_id, revision=revision, token=token)
+        folder = resolve_directory(
+            model_id,
+            revision=revision,
+            token=token,
+            subfolder=subfolder,
+            cache_dir=cache_dir,
+            local_files_only=local_files_only,
+            files=ADAPTER_FILES + (EXPERT_FILES if load_experts else ()),
+        )
         config, extra = LiveEditConfig.from_pretrained(folder)
-        require_keys(extra, ["base_model_fingerprint"], folder / CONFIG_NAME)
+        config.inference_mode = not is_trainable
+        config_path = config_file(folder)
+        require_keys(extra, ["base_model_fingerprint"], config_path)
         adapter = get_backbone_adapter(model, processor)
         expected = {**adapter.fingerprint(), "edit_layer": config.edit_layer}
         what = f"The adapter in {folder}"
@@ -594,14 +672,17 @@ class LiveEditModel(nn.Module):
             try:
                 liveedit.liveedit_modules.load_state_dict(state)
             except RuntimeError as error:  # other tensor names or shapes (and no hash recorded)
-                raise ValueError(f"{generator_path} does not fit {CONFIG_NAME}: {error}") from error
-            if load_experts and any(
-                (folder / name).is_file() for name in (EDITS_NAME, EXPERTS_WEIGHTS_NAME)
-            ):
+                raise ValueError(
+                    f"{generator_path} does not fit {config_path.name}: {error}"
+                ) from error
+            if load_experts and any((folder / name).is_file() for name in EXPERT_FILES):
                 liveedit.load_experts(folder, allow_base_model_mismatch=allow_base_model_mismatch)
         except BaseException:
             liveedit.unload()  # hand the base model back without hooks
             raise
+        liveedit.liveedit_modules.requires_grad_(is_trainable)
+        if not is_trainable:
+            liveedit.eval()
         return liveedit
 
     def push_to_hub(
@@ -609,10 +690,29 @@ class LiveEditModel(nn.Module):
         repo_id: str,
         private: bool | None = None,
         token: str | None = None,
-        commit_message: str = "Upload LiveEdit adapter",
+        commit_message: str | None = None,
         metrics: dict[str, float] | None = None,
+        *,
+        experts_only: bool = False,
+        revision: str | None = None,
+        create_pr: bool = False,
+        license: str | None = "apache-2.0",
     ) -> Any:
-        """Save the adapter (as :meth:`save_pretrained`) and upload that folder to the Hub.
+        """Save the adapter (as :meth:`save_pretrained`), or only its experts, and upload it.
+
+        Args:
+            repo_id: the Hub repository, created if need be.
+            private: make a new repository private.
+            token: Hub token with write access (default: the logged-in user's).
+            commit_message: the commit's message.
+            metrics: editing metrics for the model card.
+            experts_only: upload ``experts.safetensors`` and ``edits.json`` alone (as
+                :meth:`save_experts`), with a small card of their own unless the repository
+                already holds an adapter (whose card is kept). Load them with
+                :meth:`load_experts`.
+            revision: branch to commit to.
+            create_pr: open a pull request instead of committing.
+            license: the model card's license.
 
         Returns:
             ``huggingface_hub``'s commit info.
@@ -621,39 +721,106 @@ class LiveEditModel(nn.Module):
 
         api = HfApi(token=token)
         with tempfile.TemporaryDirectory() as tmp:
-            folder = Path(tmp, "adapter")
-            self.save_pretrained(folder, metrics=metrics)
-            card = folder / "README.md"
-            card.write_text(card.read_text().replace(str(folder), repo_id))
-            api.create_repo(repo_id, private=private, exist_ok=True)
+            folder = Path(tmp, "upload")
+            if experts_only:
+                base_model_sha256 = self.base_model_sha256()  # ~1 s per 500 MB: once
+                folder.mkdir()
+                self._write_experts(folder, base_model_sha256)
+                api.create_repo(repo_id, private=private, exist_ok=True)
+                has_adapter = any(
+                    api.file_exists(repo_id, name, revision=revision) for name in CONFIG_NAMES
+                )
+                if not has_adapter:
+                    experts_card(
+                        self.liveedit_config,
+                        {**self.fingerprint(), "sha256": base_model_sha256},
+                        self.edits,
+                        self.generator_sha256(),
+                        repo_id=repo_id,
+                        license=license,
+                    ).save(folder / "README.md")
+                delete = None
+            else:
+                self.save_pretrained(folder, metrics, repo_id=repo_id, license=license)
+                api.create_repo(repo_id, private=private, exist_ok=True)
+                delete = [LEGACY_CONFIG_NAME]  # left by a push of an earlier version
+            what = "LiveEdit experts" if experts_only else "LiveEdit adapter"
             return api.upload_folder(
-                repo_id=repo_id, folder_path=folder, commit_message=commit_message
+                repo_id=repo_id,
+                folder_path=folder,
+                commit_message=commit_message or f"Upload {what}",
+                revision=revision,
+                create_pr=create_pr,
+                delete_patterns=delete,
             )
+
+    def push_experts_to_hub(self, repo_id: str, **kwargs: Any) -> Any:
+        """Upload only the expert repository (``push_to_hub(repo_id, experts_only=True)``).
+
+        Args:
+            repo_id: the Hub repository, created if need be.
+            **kwargs: as for :meth:`push_to_hub`.
+        """
+        return self.push_to_hub(repo_id, experts_only=True, **kwargs)
+
+
+#: The files of an adapter without experts, and those of an expert repository.
+ADAPTER_FILES = (*CONFIG_NAMES, GENERATOR_WEIGHTS_NAME)
+EXPERT_FILES = (EDITS_NAME, EXPERTS_WEIGHTS_NAME)
 
 
 def resolve_directory(
-    model_id: str | Path, revision: str | None = None, token: str | None = None
+    model_id: str | Path,
+    revision: str | None = None,
+    token: str | bool | None = None,
+    *,
+    subfolder: str | None = None,
+    cache_dir: str | Path | None = None,
+    local_files_only: bool = False,
+    files: Sequence[str] = ADAPTER_FILES + EXPERT_FILES,
 ) -> Path:
-    """A local folder as is; otherwise download the Hub repo ``model_id`` and return its folder.
+    """A local folder as is; otherwise download ``files`` of the Hub repo ``model_id``.
 
     A local folder is first recovered from a save that was killed mid-way (see
     :func:`~hf_liveedit.persistence.recover_leftovers`).
+
+    Args:
+        model_id: local folder or Hub repo id.
+        revision, token, cache_dir, local_files_only: passed to ``snapshot_download``.
+        subfolder: folder inside ``model_id`` that holds the files.
+        files: the files wanted; only these are downloaded, and a local folder must hold one.
+
+    Returns:
+        The folder holding the files.
+
+    Raises:
+        ValueError: a local folder holds none of ``files``.
+        OSError: the download failed (offline, unknown repo, no access).
     """
-    path = Path(model_id)
+    root = Path(model_id)
+    path = root / subfolder if subfolder else root
     recover_leftovers(path)  # before is_dir: a save killed between its renames hid the folder
-    if path.is_dir():
-        names = (CONFIG_NAME, EDITS_NAME, EXPERTS_WEIGHTS_NAME)
-        if not any((path / name).is_file() for name in names):
-            raise ValueError(f"{path} holds no LiveEdit adapter (none of {', '.join(names)})")
+    if path.is_dir() or root.is_dir():
+        if not any((path / name).is_file() for name in files):
+            raise ValueError(f"{path} holds no LiveEdit adapter (none of {', '.join(files)})")
         return path
     from huggingface_hub import snapshot_download
 
+    prefix = f"{subfolder.strip('/')}/" if subfolder else ""
     try:
-        return Path(snapshot_download(str(model_id), revision=revision, token=token))
+        snapshot = snapshot_download(
+            str(model_id),
+            revision=revision,
+            token=token,
+            cache_dir=cache_dir,
+            local_files_only=local_files_only,
+            allow_patterns=[prefix + name for name in files],
+        )
     except Exception as error:  # offline, unknown repo, no access: say which id failed
         raise OSError(
             f"{model_id!r} is neither a local folder nor a Hub repo that could be downloaded: {error}"
         ) from error
+    return Path(snapshot, prefix)
 
 
 def get_liveedit_model(

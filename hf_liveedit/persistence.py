@@ -2,8 +2,9 @@
 
 A saved adapter directory holds:
 
-* ``adapter_config.json``: the :class:`~hf_liveedit.LiveEditConfig`, the base-model fingerprint
-  and the generator's SHA-256;
+* ``liveedit_config.json``: the :class:`~hf_liveedit.LiveEditConfig`, the base-model
+  fingerprint, the generator's SHA-256 and the hf-liveedit version (folders saved by
+  earlier versions name it ``adapter_config.json``; still read);
 * ``generator.safetensors``: the trainable LiveEdit modules;
 * ``experts.safetensors`` + ``edits.json``: the expert repository and its edit metadata (the
   JSON also carries the fingerprint and the SHA-256 of the generator that made the experts);
@@ -336,11 +337,12 @@ def _link_or_copy(source: str | Path, destination: str | Path) -> None:
 
 
 @contextlib.contextmanager
-def atomic_directory(target: str | Path) -> Iterator[Path]:
+def atomic_directory(target: str | Path, drop: Iterable[str] = ()) -> Iterator[Path]:
     """Yield an empty folder to save into; it replaces ``target`` only if the block succeeds.
 
     The block writes into a staging folder beside ``target``. Then the entries of ``target``
-    the block did not write (a processor, the user's files, sub-folders) are hard-linked into it
+    the block did not write and ``drop`` does not name (a processor, the user's files,
+    sub-folders) are hard-linked into it
     (no data is copied: each file keeps its inode; it is copied only where hard links are
     impossible), ``target`` is renamed aside, the staging folder renamed to ``target``, and the
     old folder deleted. ``target`` is never written into, and the files of a save replace the
@@ -360,9 +362,15 @@ def atomic_directory(target: str | Path) -> Iterator[Path]:
     ``target`` by another program during the save (lost), and a load of ``target`` by another
     process at the instant between the two renames (it finds no folder).
 
+    Args:
+        target: the folder to create or replace.
+        drop: names of entries of ``target`` not to keep (files this save makes obsolete, e.g.
+            experts of another generator, or a config under its legacy name).
+
     Raises:
         NotADirectoryError: ``target`` is a file.
     """
+    drop = frozenset(drop)
     real = Path(os.path.realpath(target))  # a symlink's destination: the link itself is kept
     if real.exists() and not real.is_dir():
         raise NotADirectoryError(f"{target} is a file, not a folder: cannot save into it")
@@ -385,8 +393,8 @@ def atomic_directory(target: str | Path) -> Iterator[Path]:
         staging.chmod(stat.S_IMODE(real.stat().st_mode))
         for entry in real.iterdir():
             destination = staging / entry.name
-            if os.path.lexists(destination):
-                continue  # written by this save
+            if os.path.lexists(destination) or entry.name in drop:
+                continue  # written by this save, or obsolete
             if entry.is_dir() and not entry.is_symlink():
                 shutil.copytree(entry, destination, symlinks=True, copy_function=_link_or_copy)
             else:

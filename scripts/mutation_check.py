@@ -76,6 +76,8 @@ SAVING = "tests/test_saving_crashes.py"
 HUB = "tests/test_commands_and_hub.py"
 LOSSES = "tests/test_losses.py"
 METRICS = "tests/test_evaluation_metrics.py"
+INTEGRITY = "tests/test_integrity.py"
+VERIFY = "tests/test_verification.py"
 
 MUTATIONS: tuple[Mutation, ...] = (
     # --- routing and fusion (PyTorch reference) ---------------------------------------------
@@ -192,8 +194,8 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "hub-drops-revision-and-token",
         "hf_liveedit/model.py",
-        "snapshot_download(str(model_id), revision=revision, token=token)",
-        "snapshot_download(str(model_id))",
+        "str(model_id),\n            revision=revision,\n            token=token,\n",
+        "str(model_id),\n",
         (HUB,),
         "`from_pretrained` does not pass `revision`/`token` to the Hub download",
     ),
@@ -209,7 +211,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "save-straight-into-target",
         "hf_liveedit/model.py",
-        "with atomic_directory(save_directory) as staging:\n"
+        "with atomic_directory(save_directory, drop=drop) as staging:\n"
         "            self.liveedit_config.save_pretrained(",
         "with contextlib.nullcontext(Path(save_directory)) as staging:\n"
         "            self.liveedit_config.save_pretrained(",
@@ -227,18 +229,58 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "save-drops-other-files",
         "hf_liveedit/persistence.py",
-        "if not (staging / entry.name).exists():",
-        "if False:",
+        "if os.path.lexists(destination) or entry.name in drop:",
+        "if True:",
         (SAVING,),
         "files already in the target folder are not carried over",
     ),
     Mutation(
         "save-leaves-staging-behind",
         "hf_liveedit/persistence.py",
-        "    finally:\n        shutil.rmtree(staging, ignore_errors=True)",
-        "    finally:\n        pass",
+        "        _IN_FLIGHT.discard(str(staging))\n        shutil.rmtree(staging, ignore_errors=True)",
+        "        _IN_FLIGHT.discard(str(staging))",
         (SAVING,),
         "a failed save leaves its temporary folder behind",
+    ),
+    Mutation(
+        "save-no-undo",
+        "hf_liveedit/persistence.py",
+        "                os.replace(retired, real)  # undo: the previous folder is back, whole",
+        "                pass",
+        (SAVING,),
+        "a failed final rename does not put the previous folder back",
+    ),
+    Mutation(
+        "generator-hash-not-verified",
+        "hf_liveedit/persistence.py",
+        "    if recorded is not None and found != recorded:",
+        "    if False:",
+        (INTEGRITY,),
+        "a generator file that does not hash to its recorded SHA-256 loads",
+    ),
+    Mutation(
+        "verify-never-refines",
+        "hf_liveedit/verification.py",
+        "            if took.all() or step == max_steps:",
+        "            if True:",
+        (VERIFY,),
+        "verified edits check the answer but never refine the expert",
+    ),
+    Mutation(
+        "verify-refines-routing-features",
+        "hf_liveedit/verification.py",
+        "    refined = ExpertBatch(up.detach().to(dtype), down.detach().to(dtype), new.phi, new.psi)",
+        "    refined = ExpertBatch(up.detach().to(dtype), down.detach().to(dtype), new.psi, new.phi)",
+        (VERIFY,),
+        "refinement hands back other routing features than the generator's",
+    ),
+    Mutation(
+        "add-edits-stores-nothing",
+        "hf_liveedit/model.py",
+        "        if made:  # one addition: all edits are stored, or none",
+        "        if False:",
+        ("tests/test_model.py",),
+        "add_edits stores nothing at all",
     ),
     Mutation(
         "fingerprint-check-skipped",

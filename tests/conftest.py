@@ -46,6 +46,18 @@ def rig_routing(liveedit: LiveEditModel, keep: bool) -> None:
             modules.edit_extractor.look_in.v_proj.weight.neg_()
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models run fastest on one thread (and far faster when other jobs share the cores).
+
+    Use it per module: ``pytestmark = pytest.mark.usefixtures("one_thread")``.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(params=list(SUPPORTED_TINY_MODELS))
 def family(request: pytest.FixtureRequest) -> str:
     """Every supported tiny backbone family."""

@@ -21,14 +21,7 @@ from conftest import PROMPT, TARGET, make_liveedit, rig_routing
 from hf_liveedit import LiveEditModel, cli
 from hf_liveedit.testing.tiny_models import tiny_image, tiny_llava
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread (and far faster when other jobs share the cores)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def llava_prompt(text: str, with_image: bool = True) -> str:

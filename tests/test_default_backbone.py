@@ -38,7 +38,7 @@ def test_packaged_projector_and_generator_name_the_same_backbone():
     state = load_file(str(packaged_projector_dir() / PROJECTOR_WEIGHTS))
     assert {name: tuple(value.shape) for name, value in state.items()} == PROJECTOR_SHAPES
     assert all(value.dtype == torch.float32 and value.isfinite().all() for value in state.values())
-    generator = json.loads((default_generator_dir() / "adapter_config.json").read_text())
+    generator = json.loads((default_generator_dir() / "liveedit_config.json").read_text())
     assert len(packaged_sha256()) == 64
     assert generator["base_model_sha256"] == packaged_sha256()
 
@@ -47,7 +47,7 @@ def test_packaged_projector_and_generator_name_the_same_backbone():
 def cache(tmp_path_factory):
     """A cache with the default backbone assembled from the packaged parts."""
     cache = tmp_path_factory.mktemp("hf_liveedit_cache")
-    build_default_backbone(cache, install=False)
+    build_default_backbone(cache)
     return cache
 
 
@@ -68,7 +68,7 @@ def test_a_backbone_with_another_projector_is_refused_by_the_packaged_generator(
     state["linear_2.bias"] = state["linear_2.bias"] + 1e-3
     save_file(state, str(tmp_path / PROJECTOR_WEIGHTS))
     (tmp_path / PROJECTOR_INFO).write_text((packaged_projector_dir() / PROJECTOR_INFO).read_text())
-    build_default_backbone(cache, force=True, install=False, projector_dir=tmp_path)
+    build_default_backbone(cache, force=True, projector_dir=tmp_path)
     try:
         info = json.loads((cache / "model" / BUILD_INFO).read_text())
         assert info["projector"] == str(tmp_path) and info["expected_model_sha256"] is None
@@ -77,4 +77,4 @@ def test_a_backbone_with_another_projector_is_refused_by_the_packaged_generator(
         with pytest.raises(ValueError, match="hash to"):
             LiveEditModel.from_pretrained(model, default_generator_dir(), processor=processor)
     finally:  # leave the module's cache as the other tests expect it
-        build_default_backbone(cache, force=True, install=False)
+        build_default_backbone(cache, force=True)

@@ -23,17 +23,11 @@ from safetensors.torch import load_file, save_file
 from hf_liveedit import LiveEditModel
 from hf_liveedit.testing.tiny_models import tiny_image, tiny_llava
 
-CONFIG, GENERATOR = "adapter_config.json", "generator.safetensors"
+CONFIG, GENERATOR = "liveedit_config.json", "generator.safetensors"
 EXPERTS, EDITS = "experts.safetensors", "edits.json"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread (and far faster when other jobs share the cores)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def edited_model(**config: object) -> LiveEditModel:
@@ -128,8 +122,10 @@ def test_a_newer_format_version_is_refused_and_older_ones_accepted(adapter, rece
 
 
 def test_another_peft_type_is_refused(adapter):
-    change_json(adapter / CONFIG, lambda config: config.update(peft_type="LORA"))
-    refused(adapter, named(adapter / CONFIG, "'LORA' adapter, not a LiveEdit one"))
+    legacy = adapter / "adapter_config.json"  # a PEFT adapter's config, under PEFT's name
+    (adapter / CONFIG).rename(legacy)
+    change_json(legacy, lambda config: config.update(peft_type="LORA"))
+    refused(adapter, named(legacy, "'LORA' adapter, not a LiveEdit one"))
 
 
 def test_a_lossy_dtype_cast_is_announced(adapter, saved_once):

@@ -38,13 +38,7 @@ from hf_liveedit.testing.tiny_models import tiny_image, tiny_llava
 KERNEL_MODULES = ("hf_liveedit.kernels.routing_triton", "hf_liveedit.kernels.fusion_triton")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread (and far faster when other jobs share the cores)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import pytest
 import torch
 from conftest import PROMPT, TARGET, make_liveedit, rig_routing
 
-from hf_liveedit import LiveEditConfig, get_liveedit_model, supported_model_classes
+from hf_liveedit import LiveEditConfig, __version__, get_liveedit_model, supported_model_classes
 from hf_liveedit.testing.tiny_models import tiny_image, tiny_text_model
 
 
@@ -236,7 +236,7 @@ def test_config_json_round_trip(tmp_path):
     config = LiveEditConfig(edit_layer=3, rank=8, expert_dtype="float16")
     config.save_pretrained(tmp_path, extra_key=1)
     loaded, extra = LiveEditConfig.from_pretrained(tmp_path)
-    assert loaded == config and extra == {"extra_key": 1}
+    assert loaded == config and extra == {"extra_key": 1, "hf_liveedit_version": __version__}
     with pytest.raises(ValueError, match="expert_dtype"):
         LiveEditConfig(expert_dtype="int8")
     with pytest.raises(ValueError, match="Unknown"):

@@ -12,7 +12,7 @@ from hf_liveedit import LiveEditConfig, LiveEditModel, get_liveedit_model
 from hf_liveedit.testing.tiny_models import SUPPORTED_TINY_MODELS, tiny_image
 
 SAVED_FILES = {
-    "adapter_config.json",
+    "liveedit_config.json",
     "generator.safetensors",
     "experts.safetensors",
     "edits.json",
@@ -41,6 +41,12 @@ def test_save_and_load_give_identical_outputs(tmp_path, family):
     loaded = LiveEditModel.from_pretrained(base, tmp_path / "adapter", processor=processor)
     assert loaded.edits == liveedit.edits
     assert loaded.liveedit_config == liveedit.liveedit_config
+    # Loaded for inference, as PEFT loads: frozen modules, eval mode.
+    assert loaded.liveedit_config.inference_mode and not loaded.training
+    assert loaded.get_nb_trainable_parameters()[0] == 0
+    # Compared like with like: PyTorch may pick other kernels (1-ulp differences) for
+    # parameters that do not require gradients.
+    liveedit.liveedit_modules.requires_grad_(False)
     inputs = liveedit.build_inputs([tiny_image(0), tiny_image(1)], [PROMPT, "Name it."])
     expected = logits(liveedit, inputs)
     assert torch.equal(logits(loaded, inputs), expected)
@@ -49,12 +55,23 @@ def test_save_and_load_give_identical_outputs(tmp_path, family):
 
 
 def test_model_card_and_config_contents(tmp_path):
+    from huggingface_hub import ModelCard
+
+    import hf_liveedit
+
     liveedit = edited_model()
     liveedit.save_pretrained(tmp_path, metrics={"Rel": 97.5})
     card = (tmp_path / "README.md").read_text()
     assert "2 edit(s) stored" in card and "Rel: 97.50" in card and PROMPT in card
-    config = json.loads((tmp_path / "adapter_config.json").read_text())
-    assert config["peft_type"] == "LIVEEDIT"
+    data = ModelCard.load(tmp_path / "README.md").data
+    assert data.library_name == "hf-liveedit" and data.license == "apache-2.0"
+    assert data.pipeline_tag == "image-text-to-text"
+    assert data.base_model is None  # the tiny model has no Hub id: the card asks for it
+    assert "add `base_model: <its id>`" in card and "path/to/this/adapter" in card
+    config = json.loads((tmp_path / "liveedit_config.json").read_text())
+    assert "peft_type" not in config  # PEFT-aware tools must not take the folder for theirs
+    assert config["hf_liveedit_version"] == hf_liveedit.__version__
+    assert config["inference_mode"] is False
     assert config["base_model_fingerprint"]["architecture"] == "LlavaForConditionalGeneration"
 
 
@@ -197,7 +214,7 @@ def test_adapter_and_experts_record_the_base_model_hash(tmp_path):
     liveedit = edited_model()
     liveedit.save_pretrained(tmp_path / "adapter")
     liveedit.save_experts(tmp_path / "experts")
-    config = json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())
+    config = json.loads((tmp_path / "adapter" / "liveedit_config.json").read_text())
     edits = json.loads((tmp_path / "experts" / "edits.json").read_text())
     assert config["base_model_sha256"] == edits["base_model_sha256"]
     assert config["base_model_sha256"] == liveedit.base_model_sha256()
@@ -241,7 +258,7 @@ def test_experts_on_other_weights_are_refused_and_the_repository_kept(tmp_path):
 def test_adapters_saved_before_the_hash_was_recorded_still_load(tmp_path):
     liveedit = edited_model()
     liveedit.save_pretrained(tmp_path)
-    for name in ("adapter_config.json", "edits.json"):
+    for name in ("liveedit_config.json", "edits.json"):
         payload = json.loads((tmp_path / name).read_text())
         del payload["base_model_sha256"]
         (tmp_path / name).write_text(json.dumps(payload))

@@ -158,7 +158,7 @@ def test_train_router_command_on_a_tiny_benchmark(tmp_path):
     assert {"edit_own_kept", "neighbour_any_kept"} <= set(
         summary["diagnostics_after"]["all_stored"]
     )
-    config = json.loads((tmp_path / "out" / "adapter_config.json").read_text())
+    config = json.loads((tmp_path / "out" / "liveedit_config.json").read_text())
     assert config["soft_routing_visual_weight"] == 1.0
     loaded = LiveEditModel.from_pretrained(tiny_llava()[0], tmp_path / "out")
     assert loaded.liveedit_config.soft_routing_visual_weight == 1.0

@@ -37,13 +37,7 @@ from hf_liveedit.testing.tiny_models import tiny_image, tiny_llava
 USER_FILE = "preprocessor_config.json"  # a file of the user's that every save must keep
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread (and far faster when other jobs share the cores)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @dataclass
@@ -475,9 +469,9 @@ def test_the_users_files_are_hard_linked_not_copied(saved, monkeypatch):
 def test_an_adapter_with_another_fingerprint_is_refused(tmp_path):
     liveedit = edited_model()
     liveedit.save_pretrained(tmp_path)
-    config = json.loads((tmp_path / "adapter_config.json").read_text())
+    config = json.loads((tmp_path / "liveedit_config.json").read_text())
     config["base_model_fingerprint"]["hidden_size"] += 1  # same weights, other recorded shape
-    (tmp_path / "adapter_config.json").write_text(json.dumps(config))
+    (tmp_path / "liveedit_config.json").write_text(json.dumps(config))
     base, processor = tiny_llava()
     with pytest.raises(ValueError, match="different base model.*hidden_size"):
         LiveEditModel.from_pretrained(base, tmp_path, processor=processor)

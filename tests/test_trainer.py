@@ -29,13 +29,7 @@ from hf_liveedit.testing.tiny_models import tiny_image, tiny_llava
 TARGETS = ["Lyon", "Paris", "Rome", "Oslo"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread (and far faster when other jobs share the cores)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def make_records(count: int = 4) -> list[dict]:
@@ -262,7 +256,7 @@ def test_train_command_starts_from_another_backbones_generator(tmp_path):
     args += ["--output-dir", str(tmp_path / "out")]
     with pytest.warns(UserWarning, match="hash to"):
         assert cli.main(args) == 0
-    trained = json.loads((tmp_path / "out" / "adapter_config.json").read_text())
+    trained = json.loads((tmp_path / "out" / "liveedit_config.json").read_text())
     assert trained["generator_sha256"] == source.generator_sha256()  # lr 0: the initial weights
     assert trained["base_model_sha256"] == make_liveedit().base_model_sha256()  # the new backbone
     assert cli.main([*args, "--resume", str(tmp_path / "init")]) == 2  # a usage error
@@ -272,13 +266,13 @@ def test_float16_export_loads_with_the_recorded_generator_hash(tmp_path):
     liveedit = make_liveedit()
     export_generator(liveedit, tmp_path / "export")
     assert {p.name for p in (tmp_path / "export").iterdir()} == {
-        "adapter_config.json",
+        "liveedit_config.json",
         "generator.safetensors",
         "README.md",
     }
     stored = load_file(str(tmp_path / "export" / "generator.safetensors"))
     assert {value.dtype for value in stored.values()} == {torch.float16}
-    recorded = json.loads((tmp_path / "export" / "adapter_config.json").read_text())
+    recorded = json.loads((tmp_path / "export" / "liveedit_config.json").read_text())
     base, processor = tiny_llava()
     loaded = LiveEditModel.from_pretrained(base, tmp_path / "export", processor=processor)
     assert loaded.generator_sha256() == recorded["generator_sha256"] == liveedit.generator_sha256()

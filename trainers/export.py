@@ -5,10 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
 
 from hf_liveedit.model import LiveEditModel
-from hf_liveedit.persistence import EDITS_NAME, EXPERTS_WEIGHTS_NAME, GENERATOR_WEIGHTS_NAME
 
 __all__ = ["export_generator"]
 
@@ -20,7 +18,9 @@ def export_generator(
 
     The model's LiveEdit weights are first rounded to ``dtype`` in place, so the recorded
     generator SHA-256 is the one ``LiveEditModel.from_pretrained`` reproduces when it loads the
-    stored weights back into its (float32) modules.
+    stored weights back into its (float32) modules. The folder is written as
+    ``LiveEditModel.save_pretrained`` writes it: atomically, with the umask's file modes, and
+    without the experts it may have held.
 
     Args:
         liveedit: the trained model (its expert repository is not exported).
@@ -30,15 +30,9 @@ def export_generator(
     Returns:
         The folder written.
     """
-    directory = Path(directory)
     with torch.no_grad():
         for tensor in liveedit.liveedit_modules.state_dict().values():
-            tensor.copy_(tensor.to(dtype))
-    liveedit.save_pretrained(directory)
-    weights = directory / GENERATOR_WEIGHTS_NAME
-    save_file(
-        {name: value.to(dtype) for name, value in load_file(str(weights)).items()}, str(weights)
-    )
-    for name in (EXPERTS_WEIGHTS_NAME, EDITS_NAME):
-        (directory / name).unlink(missing_ok=True)
-    return directory
+            if tensor.is_floating_point():
+                tensor.copy_(tensor.to(dtype))
+    liveedit.save_pretrained(directory, include_experts=False, generator_dtype=dtype)
+    return Path(directory)

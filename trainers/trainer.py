@@ -2,21 +2,30 @@
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file
+from huggingface_hub import ModelCard
 from torch import nn
 from transformers import Trainer, TrainingArguments
+from transformers.modelcard import extract_hyperparameters_from_trainer
+from transformers.trainer import TRAINING_ARGS_NAME
 
-from hf_liveedit.config import LiveEditConfig
+from hf_liveedit.config import CONFIG_NAME, LiveEditConfig, config_file, hub_model_id
 from hf_liveedit.model import LiveEditModel
 from hf_liveedit.persistence import (
+    EDITS_NAME,
+    EXPERTS_WEIGHTS_NAME,
     GENERATOR_WEIGHTS_NAME,
+    cast_floats,
     check_base_model_sha256,
     check_fingerprint,
+    check_generator_sha256,
+    read_safetensors,
+    require_keys,
 )
 
 from .collator import LiveEditDataCollator
@@ -24,6 +33,17 @@ from .model import LOSS_TERMS, LiveEditTrainingModel
 from .plot import LOSS_CURVE_NAME, plot_loss_curves
 
 __all__ = ["LiveEditTrainer", "LiveEditTrainingArguments"]
+
+#: Files of a saved adapter that the Trainer's Hub pushes must carry.
+_ADAPTER_FILES = (
+    CONFIG_NAME,
+    GENERATOR_WEIGHTS_NAME,
+    EXPERTS_WEIGHTS_NAME,
+    EDITS_NAME,
+    "README.md",
+    LOSS_CURVE_NAME,
+)
+_TRAINING_SECTION = "## Training procedure"
 
 #: Which weight of :class:`LiveEditTrainingArguments` scales each loss term.
 TERM_WEIGHTS = {
@@ -75,9 +95,14 @@ class LiveEditTrainer(Trainer):
     ``compute_loss`` sums the weighted LiveEdit terms (``l_rel``, ``l_gen``, ``l_loc``, ``l_hr``,
     ``l_sr1``, ``l_sr2``; see :class:`~hf_liveedit.trainers.LiveEditTrainingModel`) and every
     term is logged as ``loss_<term>`` (mean since the previous log, averaged over processes).
-    Checkpoints are adapter folders (``LiveEditModel.save_pretrained`` format plus the Trainer's
-    optimizer / scheduler / RNG state and a ``loss_curve.png``): they load with
+    Checkpoints and :meth:`save_model` folders are adapter folders
+    (``LiveEditModel.save_pretrained`` format plus ``training_args.bin``, a ``loss_curve.png``
+    and, in checkpoints, the Trainer's optimizer / scheduler / RNG state): they load with
     ``LiveEditModel.from_pretrained`` and resume with ``train(resume_from_checkpoint=...)``.
+    ``push_to_hub`` (the method, or the ``push_to_hub=True`` argument) uploads that folder with
+    the LiveEdit model card, completed with the training's hyperparameters. ``evaluate`` seeds
+    the collator's random choices with ``args.seed``: the same model always gets the same
+    ``eval_loss``.
 
     Args:
         model: the LiveEdit model to train (or an already wrapped
@@ -162,15 +187,139 @@ class LiveEditTrainer(Trainer):
             self._term_sums, self._term_count = {}, 0
         super().log(logs, start_time)
 
-    # --- saving and loading ------------------------------------------------------------------------
-    def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
-        """Save the adapter folder (``LiveEditModel.save_pretrained``) and the loss curve."""
-        if not self.args.should_save:
-            return
-        output_dir = Path(output_dir if output_dir is not None else self.args.output_dir)
-        self.liveedit.save_pretrained(output_dir)
-        plot_loss_curves(self.state.log_history, output_dir / LOSS_CURVE_NAME)
+    def create_optimizer(self, model: nn.Module | None = None) -> torch.optim.Optimizer:
+        """The Trainer's optimizer, after checking that there is something to train.
 
+        Args:
+            model: as for ``transformers.Trainer.create_optimizer``.
+        """
+        # else torch's "optimizer got an empty parameter list", which does not say why
+        trained = model if model is not None else self.model
+        if not any(p.requires_grad for p in trained.parameters()):
+            raise ValueError(
+                "The LiveEdit modules are frozen (LiveEditModel.from_pretrained loads for "
+                "inference): load the adapter with is_trainable=True to train it"
+            )
+        return super().create_optimizer(model)
+
+    def evaluate(self, *args: Any, **kwargs: Any) -> dict[str, float]:
+        """``Trainer.evaluate`` with the collator's random choices seeded by ``args.seed``.
+
+        The collator draws the batch experts each row mixes in and the negatives of ``l_sr1``
+        from torch's RNG: unseeded, two evaluations of the same model would differ. The RNG is
+        forked, so training continues with the random stream it would have had without
+        evaluating.
+
+        Args:
+            *args, **kwargs: as for ``transformers.Trainer.evaluate``.
+        """
+        with torch.random.fork_rng(devices=[]):  # the collator draws on the CPU generator
+            torch.manual_seed(self.args.seed)
+            return super().evaluate(*args, **kwargs)
+
+    # --- saving, loading and the Hub -------------------------------------------------------------
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
+        """Save the adapter folder, its loss curve and ``training_args.bin`` (main process only).
+
+        Replaces the Trainer's ``model.safetensors`` of the whole (frozen) VLLM by the LiveEdit
+        adapter (``LiveEditModel.save_pretrained``; the processor too, if the Trainer has one).
+        Pushes to the Hub when ``args.push_to_hub`` is set and the call is the user's, as the
+        Trainer does.
+
+        Args:
+            output_dir: target folder (default ``args.output_dir``).
+            _internal_call: set by the Trainer's own calls (checkpoints, ``push_to_hub``).
+        """
+        output_dir = Path(output_dir if output_dir is not None else self.args.output_dir)
+        if self.args.should_save:
+            repo_id = getattr(self, "hub_model_id", None) or self.args.hub_model_id
+            self.liveedit.save_pretrained(output_dir, repo_id=repo_id)
+            plot_loss_curves(self.state.log_history, output_dir / LOSS_CURVE_NAME)
+            torch.save(self.args, output_dir / TRAINING_ARGS_NAME)
+            if self.processing_class is not None:
+                self.processing_class.save_pretrained(output_dir)
+            top = Path(self.args.output_dir)
+            if self.args.push_to_hub and output_dir.resolve() != top.resolve():
+                # A checkpoint: the Trainer then pushes args.output_dir, into which it copies the
+                # weights files it knows (model.safetensors, adapter_config.json, ...) from the
+                # checkpoint; LiveEdit's are copied here.
+                top.mkdir(parents=True, exist_ok=True)
+                for name in _ADAPTER_FILES:
+                    if (output_dir / name).is_file():
+                        shutil.copy(output_dir / name, top / name)
+        if self.args.push_to_hub and not _internal_call:
+            self.push_to_hub(commit_message="Model save", revision=self.args.hub_revision)
+
+    def create_model_card(
+        self,
+        language: str | None = None,
+        license: str | None = None,
+        tags: str | list[str] | None = None,
+        model_name: str | None = None,
+        finetuned_from: str | None = None,
+        tasks: str | list[str] | None = None,
+        dataset_tags: str | list[str] | None = None,
+        dataset: str | list[str] | None = None,
+        dataset_args: str | list[str] | None = None,
+    ) -> None:
+        """Complete the LiveEdit card of ``args.output_dir`` with the training's details.
+
+        The Trainer's own card describes a fine-tuned ``model.safetensors`` and would replace
+        the LiveEdit card (usage, configuration, edits, metadata): that card is kept, its
+        metadata merged with the arguments given, and a training section (hyperparameters,
+        last logged losses) added or replaced.
+
+        Args:
+            language, license, dataset: set in the card's metadata when given.
+            tags: added to the card's tags (with ``generated_from_trainer``).
+            finetuned_from: the base model's Hub id, when the card does not name it yet (a local
+                path is ignored).
+            model_name, tasks, dataset_tags, dataset_args: not used (the card's title and
+                ``pipeline_tag`` are LiveEdit's).
+        """
+        if not self.is_world_process_zero():
+            return
+        path = Path(self.args.output_dir, "README.md")
+        if not path.is_file():
+            self.save_model(_internal_call=True)
+        card = ModelCard.load(path)
+        data = card.data
+        extra_tags = [tags] if isinstance(tags, str) else list(tags or [])
+        data.tags = list(dict.fromkeys([*(data.tags or []), *extra_tags, "generated_from_trainer"]))
+        base = hub_model_id(finetuned_from)
+        if base and not data.get("base_model"):
+            data.base_model, data.base_model_relation = base, "adapter"
+            data.tags.append(f"base_model:adapter:{base}")
+        for key, value in (("language", language), ("license", license), ("datasets", dataset)):
+            if value:
+                setattr(data, key, value)
+        text = card.text.split(_TRAINING_SECTION)[0].rstrip()
+        card = ModelCard(f"---\n{data.to_yaml()}\n---\n\n{text}\n\n{self._training_section()}")
+        card.save(path)
+
+    def _training_section(self) -> str:
+        """The card's training section: hyperparameters and the last value of every loss."""
+        lines = [
+            _TRAINING_SECTION,
+            "",
+            "Trained with `LiveEditTrainer` (transformers Trainer):",
+            "",
+        ]
+        hyperparameters = extract_hyperparameters_from_trainer(self)
+        lines += [f"- {name}: {value}" for name, value in hyperparameters.items()]
+        losses = {
+            name: value
+            for entry in self.state.log_history
+            for name, value in entry.items()
+            if "loss" in name and isinstance(value, (int, float))
+        }
+        if losses:
+            lines += ["", "Last logged losses:", ""]
+            lines += [f"- {name}: {value:.4g}" for name, value in losses.items()]
+        return "\n".join(lines) + "\n"
+
+    # Private Trainer hooks, kept: the Trainer has no public hook to load weights when resuming
+    # or at the end (its defaults look for model.safetensors or a PEFT adapter and fail or warn).
     def _load_from_checkpoint(
         self, resume_from_checkpoint: str, model: nn.Module | None = None
     ) -> None:
@@ -182,6 +331,9 @@ class LiveEditTrainer(Trainer):
     def load_generator(self, folder: str | Path, allow_base_model_mismatch: bool = False) -> None:
         """Load the LiveEdit modules' weights from an adapter folder or checkpoint.
 
+        The same checks as ``LiveEditModel.from_pretrained``: the base model's fingerprint and
+        weights' hash, and the generator's SHA-256 (a corrupt or replaced file is refused).
+
         Args:
             folder: The adapter folder or checkpoint.
             allow_base_model_mismatch: Warn instead of raising when the folder was saved on a
@@ -189,10 +341,13 @@ class LiveEditTrainer(Trainer):
                 generator trained on another one).
 
         Raises:
-            ValueError: the folder was saved for another base model or edit layer.
+            ValueError: the folder was saved for another base model or edit layer, or its
+                generator file is corrupt or does not fit the model's modules.
+            OSError: a file cannot be read.
         """
         folder = Path(folder)
-        _, extra = LiveEditConfig.from_pretrained(folder)
+        config, extra = LiveEditConfig.from_pretrained(folder)
+        require_keys(extra, ["base_model_fingerprint"], config_file(folder))
         liveedit = self.liveedit
         what = f"The checkpoint in {folder}"
         check_fingerprint(liveedit.fingerprint(), extra["base_model_fingerprint"], what)
@@ -203,5 +358,12 @@ class LiveEditTrainer(Trainer):
                 what,
                 allow_base_model_mismatch,
             )
-        state = load_file(str(folder / GENERATOR_WEIGHTS_NAME))
-        liveedit.liveedit_modules.load_state_dict(state)
+        path = folder / GENERATOR_WEIGHTS_NAME
+        state = cast_floats(read_safetensors(path), config.torch_module_dtype, path, "module_dtype")
+        check_generator_sha256(state, extra.get("generator_sha256"), path)
+        try:
+            liveedit.liveedit_modules.load_state_dict(state)
+        except RuntimeError as error:  # other tensor names or shapes
+            raise ValueError(
+                f"{path} does not fit this model's LiveEdit modules: {error}"
+            ) from error

@@ -4,6 +4,11 @@ Everything family-specific lives behind :class:`BackboneAdapter`: where decoder 
 is, which token ids form the image block, how the processor is called and how prompts are
 formatted. Supporting a new family means one new file with one subclass, registered in
 ``hf_liveedit/backbones/__init__.py``.
+
+Prompts are formatted with the processor's chat template when it has one; otherwise with the
+family's documented default, :attr:`BackboneAdapter.prompt_format` with
+:attr:`BackboneAdapter.image_format` standing for the image (e.g. LLaVA-1.5's
+``"USER: <image>\n{prompt} ASSISTANT:"``).
 """
 
 from __future__ import annotations
@@ -26,18 +31,69 @@ class BackboneAdapter(ABC):
     """Family-specific knowledge LiveEdit needs about a VLLM.
 
     Args:
-        model: the VLLM (an instance of one of :attr:`model_class_names`).
+        model: the VLLM (an instance of one of :attr:`model_class_names` or of a subclass, or a
+            model whose ``config.model_type`` is one of :attr:`model_types`).
         processor: its processor; needed to build edit inputs, optional otherwise.
     """
 
-    #: transformers class names this adapter supports.
+    #: transformers class names this adapter supports (subclasses of them too).
     model_class_names: ClassVar[tuple[str, ...]] = ()
+    #: ``config.model_type`` values of those classes, for models of other classes (e.g. remote
+    #: code) built on the same config.
+    model_types: ClassVar[tuple[str, ...]] = ()
     #: sentinel size used when the family has no fixed image token count.
     default_image_tokens: ClassVar[int] = 64
+    #: One user turn, ending where the answer starts, used when the processor has no chat
+    #: template: ``{image}`` is replaced by :meth:`image_placeholder` (by nothing for text-only
+    #: prompts) and ``{prompt}`` by the user's prompt.
+    prompt_format: ClassVar[str] = "{image}{prompt}"
+    #: What stands for one image in :attr:`prompt_format`; ``{token}`` is the processor's
+    #: ``image_token`` (the placeholder its ``__call__`` expands into the image block).
+    image_format: ClassVar[str] = "{token}"
+    #: Values that per-token processor outputs (``input_ids``-shaped, e.g. ``token_type_ids``)
+    #: take on appended answer tokens; any other such output is 0 there ("text").
+    answer_token_values: ClassVar[dict[str, int]] = {}
+    #: Processor outputs that may happen to be ``input_ids``-shaped without being aligned with it
+    #: (e.g. InstructBLIP's Q-Former copy of the prompt): answers are never appended to them.
+    unaligned_keys: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, model: nn.Module, processor: Any | None = None):
         self.model = model
         self.processor = processor
+        self.check_processor()
+
+    def check_processor(self) -> None:
+        """Refuse a processor whose image placeholder is not this model's (e.g. another family's).
+
+        Raises:
+            ValueError: the processor's image token maps to another id than the model expects.
+        """
+        token = self.processor_image_token()
+        tokenizer = getattr(self.processor, "tokenizer", None)
+        if not isinstance(token, str) or tokenizer is None:
+            return
+        token_id = tokenizer.convert_tokens_to_ids(token)
+        if token_id != self.image_token_id:
+            raise ValueError(
+                f"The processor ({type(self.processor).__name__}) marks images with {token!r} "
+                f"(id {token_id}), but {type(self.model).__name__} expects image token id "
+                f"{self.image_token_id}: pass the processor that belongs to this model"
+            )
+
+    def processor_image_token(self) -> Any:
+        """The token the processor fills the image block with (None when it has none to check)."""
+        return getattr(self.processor, "image_token", None)
+
+    @property
+    def architecture(self) -> str:
+        """The supported class ``model`` is or derives from (its own class name otherwise).
+
+        A user subclass fingerprints as its supported base class, so adapters saved on one load
+        on the other.
+        """
+        names = set(self.model_class_names)
+        supported = (cls.__name__ for cls in type(self.model).__mro__ if cls.__name__ in names)
+        return next(supported, type(self.model).__name__)
 
     # --- where things are -------------------------------------------------------------------
     @abstractmethod
@@ -113,19 +169,38 @@ class BackboneAdapter(ABC):
         return self.processor
 
     def format_prompt(self, prompt: str, with_image: bool = True) -> str:
-        """The text given to the processor for one user turn, ending where the answer starts."""
+        """The text given to the processor for one user turn, ending where the answer starts.
+
+        The processor's chat template formats it when there is one (a one-turn user message with
+        the image first, then the generation prompt); otherwise :attr:`prompt_format` does.
+
+        Args:
+            prompt: the user's prompt.
+            with_image: whether the turn has an image (placed before the prompt).
+        """
         processor = self.require_processor()
+        if not getattr(processor, "chat_template", None):
+            image = self.image_placeholder() if with_image else ""
+            return self.prompt_format.format(image=image, prompt=prompt)
         content = ([{"type": "image"}] if with_image else []) + [{"type": "text", "text": prompt}]
         return processor.apply_chat_template(
             [{"role": "user", "content": content}], add_generation_prompt=True, tokenize=False
         )
+
+    def image_placeholder(self) -> str:
+        """What stands for one image in :attr:`prompt_format` (:attr:`image_format` filled in)."""
+        token = getattr(self.require_processor(), "image_token", None)
+        return self.image_format.format(token=token or "")
 
     def process(self, images: Sequence[Image.Image] | None, texts: Sequence[str]) -> BatchFeature:
         """Call the processor on formatted texts (and their images)."""
         processor = self.require_processor()
         if images is None:
             return processor.tokenizer(list(texts), return_tensors="pt", padding=True)
-        return processor(images=list(images), text=list(texts), return_tensors="pt", padding=True)
+        # One list per text: processors that take several images per sample (Gemma 3) read a flat
+        # list as all of the first sample's images; the others give the same result either way.
+        nested = [[image] for image in images]
+        return processor(images=nested, text=list(texts), return_tensors="pt", padding=True)
 
     def build_inputs(
         self,
@@ -160,9 +235,8 @@ class BackboneAdapter(ABC):
         """The target as it follows the prompt: a leading space unless the prompt ends in one."""
         return target if formatted_prompt[-1:].isspace() else " " + target
 
-    @staticmethod
     def _append_answers(
-        inputs: BatchFeature, answers: Sequence[Sequence[int]], pad_token_id: int
+        self, inputs: BatchFeature, answers: Sequence[Sequence[int]], pad_token_id: int
     ) -> BatchFeature:
         """Append answer ids to each row, re-left-pad, and add ``labels``."""
         input_ids, attention_mask = inputs["input_ids"], inputs["attention_mask"]
@@ -171,7 +245,8 @@ class BackboneAdapter(ABC):
             for key, value in inputs.items()
             if isinstance(value, torch.Tensor)
             and value.shape == input_ids.shape
-            and key not in ("input_ids", "attention_mask")
+            and key not in ("input_ids", "attention_mask", "labels")  # labels are rebuilt
+            and key not in self.unaligned_keys
         ]
         rows: list[dict[str, torch.Tensor]] = []
         for row, answer in enumerate(answers):
@@ -188,7 +263,8 @@ class BackboneAdapter(ABC):
             }
             for key in per_token:  # e.g. Qwen's mm_token_type_ids: answers are text (0)
                 value = inputs[key][row][keep]
-                fields[key] = torch.cat([value, value.new_zeros(len(answer))])
+                fill = self.answer_token_values.get(key, 0)
+                fields[key] = torch.cat([value, value.new_full((len(answer),), fill)])
             rows.append(fields)
         length = max(len(fields["input_ids"]) for fields in rows)
         pad_values = {"input_ids": pad_token_id, "labels": IGNORE_INDEX}
@@ -223,7 +299,7 @@ class BackboneAdapter(ABC):
     def fingerprint(self) -> dict[str, Any]:
         """What must match for a generator or experts to be valid on this model."""
         return {
-            "architecture": type(self.model).__name__,
+            "architecture": self.architecture,
             "hidden_size": self.hidden_size,
             "num_hidden_layers": self.num_layers,
             "vocab_size": self.vocab_size,

@@ -8,29 +8,30 @@ from .base import BackboneAdapter
 
 
 class Blip2Adapter(BackboneAdapter):
-    """The processor prefixes ``num_query_tokens`` image tokens; the prompt follows them."""
+    """The processor prefixes ``num_query_tokens`` image tokens; the prompt follows them.
+
+    BLIP-2 processors have no chat template; prompts default to the usual VQA format,
+    ``"Question: {prompt} Answer:"`` (no image placeholder: the processor adds the image block).
+    """
 
     model_class_names = ("Blip2ForConditionalGeneration",)
+    model_types = ("blip-2",)
+    prompt_format = "Question: {prompt} Answer:"
+    image_format = ""
 
     def decoder_layers(self) -> nn.ModuleList:
-        language_model = self.model.language_model
         if self.model.config.use_decoder_only_language_model is False:
             raise TypeError(
-                "LiveEdit supports BLIP-2 only with a decoder-only language model (OPT)"
+                f"LiveEdit supports {type(self.model).__name__} only with a decoder-only language "
+                "model (e.g. OPT, Llama/Vicuna), not an encoder-decoder (Flan-T5)"
             )
-        return language_model.model.decoder.layers
+        # OPT's get_decoder() is its OPTDecoder, Llama's its LlamaModel: both hold `.layers`.
+        return self.model.language_model.get_decoder().layers
 
     def step_module(self) -> nn.Module:
-        # BLIP-2's generate() calls its language model's generate() with embeddings.
+        # generate() calls the language model's generate() with embeddings.
         return self.model.language_model
 
     @property
     def num_image_tokens(self) -> int:
         return self.model.config.num_query_tokens
-
-    def format_prompt(self, prompt: str, with_image: bool = True) -> str:
-        """BLIP-2 processors have no chat template; this is the usual VQA prompt."""
-        processor = self.require_processor()
-        if getattr(processor, "chat_template", None):
-            return super().format_prompt(prompt, with_image)
-        return f"Question: {prompt} Answer:"

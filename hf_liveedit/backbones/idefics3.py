@@ -8,9 +8,15 @@ from .base import BackboneAdapter
 
 
 class Idefics3Adapter(BackboneAdapter):
-    """Image tokens per tile, wrapped in ``<fake_token_around_image>`` and tile tags."""
+    """Image tokens per tile, wrapped in ``<fake_token_around_image>`` and tile tags.
+
+    Without a chat template, prompts follow Idefics3's template (the tokenizer adds the BOS):
+    ``"User:<image>{prompt}<end_of_utterance>\\nAssistant:"``.
+    """
 
     model_class_names = ("Idefics3ForConditionalGeneration", "SmolVLMForConditionalGeneration")
+    model_types = ("idefics3", "smolvlm")
+    prompt_format = "User:{image}{prompt}<end_of_utterance>\nAssistant:"
 
     def decoder_layers(self) -> nn.ModuleList:
         return self.model.model.text_model.layers

@@ -8,9 +8,21 @@ from .base import BackboneAdapter
 
 
 class Qwen2VLAdapter(BackboneAdapter):
-    """Image tokens between ``<|vision_start|>`` and ``<|vision_end|>``; dynamic resolution."""
+    """Image tokens between ``<|vision_start|>`` and ``<|vision_end|>``; dynamic resolution.
+
+    Without a chat template, prompts follow the checkpoints' template, default system turn
+    included: ``"<|im_start|>system\\nYou are a helpful assistant.<|im_end|>\\n<|im_start|>user\\n
+    <|vision_start|><|image_pad|><|vision_end|>{prompt}<|im_end|>\\n<|im_start|>assistant\\n"``
+    (without the line break after ``user\\n``).
+    """
 
     model_class_names = ("Qwen2VLForConditionalGeneration",)
+    model_types = ("qwen2_vl",)
+    prompt_format = (
+        "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
+        "<|im_start|>user\n{image}{prompt}<|im_end|>\n<|im_start|>assistant\n"
+    )
+    image_format = "<|vision_start|>{token}<|vision_end|>"
 
     def decoder_layers(self) -> nn.ModuleList:
         return self.model.model.language_model.layers

@@ -152,11 +152,16 @@ def per_size(text: str) -> dict[int, int]:
     return {positive_int(size.strip()): positive_int(count.strip()) for size, count in pairs}
 
 
+#: An adapter folder holds one of these (``hf_liveedit.config.CONFIG_NAMES``, not imported here:
+#: it imports torch, which ``--help`` must not wait for).
+ADAPTER_CONFIGS = ("liveedit_config.json", "adapter_config.json")
+
+
 def check_path(
     flag: str,
     path: str | Path,
     kind: Literal["file", "dir", "new_dir"],
-    containing: str | None = None,
+    containing: str | tuple[str, ...] | None = None,
 ) -> Path:
     """Check a path the user gave, before any work that needs it.
 
@@ -166,7 +171,8 @@ def check_path(
         kind: ``"file"`` or ``"dir"``: it must exist as one. ``"new_dir"``: a folder the command
             writes; it may exist (as a folder), else its parent must, so that a typo does not
             silently create a deep tree of folders.
-        containing: For ``"dir"``: a file that must be inside (e.g. ``adapter_config.json``).
+        containing: For ``"dir"``: a file that must be inside (e.g. ``config.json``), or
+            names of which one must be (e.g. :data:`ADAPTER_CONFIGS`).
 
     Returns:
         The expanded path.
@@ -177,8 +183,9 @@ def check_path(
     if kind == "dir":
         if not path.is_dir():
             raise UsageError(f"{flag} {path}: no such folder")
-        if containing and not (path / containing).is_file():
-            raise UsageError(f"{flag} {path}: not the right kind of folder (no {containing})")
+        names = (containing,) if isinstance(containing, str) else containing or ()
+        if names and not any((path / name).is_file() for name in names):
+            raise UsageError(f"{flag} {path}: not the right kind of folder (no {names[0]})")
     if kind == "new_dir":
         if path.exists() and not path.is_dir():
             raise UsageError(f"{flag} {path}: exists and is not a folder")

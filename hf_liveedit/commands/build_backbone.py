@@ -33,11 +33,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="a folder written by `hf-liveedit train-projector` to use instead of the packaged "
         "projector (gives another backbone, which the packaged generator refuses)",
     )
-    parser.add_argument(
-        "--no-install",
-        action="store_true",
-        help="do not install missing pip packages; fail naming them",
-    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -65,7 +60,6 @@ def run(args: argparse.Namespace) -> int:
         model_dir = build_default_backbone(
             args.cache_dir,
             force=args.force,
-            install=not args.no_install,
             projector_dir=args.projector,
         )
     except MissingPackageError as error:

@@ -57,13 +57,15 @@ def run(args: argparse.Namespace) -> int:
         args: Parsed flags.
 
     Returns:
-        0 on success, 1 when `--fill-preds`/`--redo-preds` finds no backbone or no build.
+        0 on success, 1 when `--fill-preds`/`--redo-preds` finds no backbone or no build, or a
+        package the build reads is missing.
     """
     from pathlib import Path
 
     from hf_liveedit.data.benchmark import build_benchmark, default_benchmark_dir
     from hf_liveedit.data.benchmark.build import refresh_after_preds
     from hf_liveedit.data.benchmark.preds import fill_predictions
+    from hf_liveedit.packages import MissingPackageError
 
     if args.fill_preds or args.redo_preds:
         out = Path(args.out) if args.out else default_benchmark_dir()
@@ -83,13 +85,17 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.out:  # a typo must not create a deep tree of folders
         check_path("--out", args.out, "new_dir")
-    report = build_benchmark(
-        args.out,
-        seed=args.seed,
-        test_fraction=args.test_fraction,
-        fill_preds=not args.skip_preds,
-        batch_size=args.batch_size,
-        progress=not args.quiet,
-    )
+    try:
+        report = build_benchmark(
+            args.out,
+            seed=args.seed,
+            test_fraction=args.test_fraction,
+            fill_preds=not args.skip_preds,
+            batch_size=args.batch_size,
+            progress=not args.quiet,
+        )
+    except MissingPackageError as error:  # names the package and the command that gets it
+        print(f"error: {error}")
+        return 1
     print(report.summary())
     return 0

@@ -7,7 +7,7 @@ import random
 import textwrap
 from pathlib import Path
 
-from hf_liveedit.commands import UsageError, check_path, positive_int, reading
+from hf_liveedit.commands import ADAPTER_CONFIGS, UsageError, check_path, positive_int, reading
 
 HELP = "Apply a few edits to a VLLM and print its answers before and after each edit."
 
@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
         return _run_tiny(args)
     # checked before the benchmark and backbone are built (minutes on a first run)
     if args.generator:
-        check_path("--generator", args.generator, "dir", containing="adapter_config.json")
+        check_path("--generator", args.generator, "dir", containing=ADAPTER_CONFIGS)
     if args.benchmark_dir:  # built there when missing
         check_path("--benchmark-dir", args.benchmark_dir, "new_dir")
     return _run_default(args)

@@ -13,6 +13,7 @@ import shlex
 import sys
 
 from hf_liveedit.commands import (
+    ADAPTER_CONFIGS,
     UsageError,
     check_model_name,
     check_path,
@@ -175,7 +176,7 @@ def _check_inputs(args: argparse.Namespace) -> list[str]:
         raise UsageError(f"--editors: {what}; choose among {list(EDITOR_KEYS)}")
     check_model_name("--backbone", args.backbone)
     if args.adapter:
-        check_path("--adapter", args.adapter, "dir", containing="adapter_config.json")
+        check_path("--adapter", args.adapter, "dir", containing=ADAPTER_CONFIGS)
     if args.data == "benchmark":
         if args.benchmark_dir:
             check_path("--benchmark-dir", args.benchmark_dir, "dir")

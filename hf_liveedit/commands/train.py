@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from hf_liveedit.commands import (
+    ADAPTER_CONFIGS,
     UsageError,
     check_model_name,
     check_number,
@@ -226,7 +227,7 @@ def _check_paths(settings: dict[str, Any]) -> None:
     for name in ("init_from", "resume"):
         if settings[name] and settings[name] != "last":
             flag = "--" + name.replace("_", "-")
-            check_path(flag, settings[name], "dir", containing="adapter_config.json")
+            check_path(flag, settings[name], "dir", containing=ADAPTER_CONFIGS)
     for name in ("output_dir", "export"):
         if settings[name]:
             check_path("--" + name.replace("_", "-"), settings[name], "new_dir")

@@ -27,11 +27,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="reusable intermediates (default: the backbone cache's work/ folder)",
     )
     parser.add_argument("--steps", type=positive_int, default=None, help="optimizer steps [150]")
-    parser.add_argument(
-        "--no-install",
-        action="store_true",
-        help="do not install missing pip/apt packages; fail naming them",
-    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -57,7 +52,6 @@ def run(args: argparse.Namespace) -> int:
         out = train_default_projector(
             args.output_dir,
             args.work_dir or default_cache_dir() / "work",
-            install=not args.no_install,
             steps=args.steps or TRAIN_STEPS,
         )
     except MissingPackageError as error:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hf_liveedit.commands import (
+    ADAPTER_CONFIGS,
     UsageError,
     check_model_name,
     check_number,
@@ -91,7 +92,7 @@ def _check_script(args: argparse.Namespace) -> TrainRouterArguments:
         check_number("--max_records", script.max_records, int, 1)
     check_model_name("--backbone", script.backbone)
     if script.generator:
-        check_path("--generator", script.generator, "dir", containing="adapter_config.json")
+        check_path("--generator", script.generator, "dir", containing=ADAPTER_CONFIGS)
     if script.benchmark_dir:
         check_path("--benchmark_dir", script.benchmark_dir, "dir")
     check_path("--output_dir", script.output_dir, "new_dir")

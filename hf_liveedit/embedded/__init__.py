@@ -8,6 +8,7 @@ transformers' Auto classes, which ``from_pretrained`` of the saved LLaVA needs.
 
 from __future__ import annotations
 
+from ..packages import MissingPackageError
 from .build import (
     build_default_backbone,
     default_backbone_built,
@@ -15,7 +16,6 @@ from .build import (
     load_default_backbone,
     packaged_projector_dir,
 )
-from .packages import MissingPackageError
 from .vision import EfficientNetLiteVisionConfig, EfficientNetLiteVisionModel
 
 __all__ = [

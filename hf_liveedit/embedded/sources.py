@@ -1,5 +1,9 @@
 """Real captioned images that ship in Debian packages, for training the LLaVA projector.
 
+The packages are read where dpkg installed them or, when they are not installed, from the
+hf-liveedit cache, where :func:`hf_liveedit.packages.debian_root` unpacks them (a data download,
+no install; the benchmark build shares that cache). Every loader takes that root.
+
 Each source turns one package's files into :class:`CaptionedImage` records with a short name
 (the answer to "What is shown?") and a one-sentence caption (the answer to "Describe the
 image."). ``key`` identifies the entity, so a held-out split by key never shows a held-out
@@ -18,8 +22,9 @@ from pathlib import Path
 
 from PIL import Image
 
+from ..data.benchmark.paths import debian_cache_dir
 from ..data.benchmark.rcc import read_rcc_file
-from .packages import ensure_apt
+from ..packages import debian_root
 
 
 @dataclass(frozen=True)
@@ -62,14 +67,22 @@ class ImageSource:
         description: What the images are, for the model card.
         licence_paths: Path fragments whose ``debian/copyright`` stanzas cover the files used;
             ``"*"`` stands for the catch-all ``Files: *`` stanza.
-        load: Reads the records from the installed package.
+        load: Reads the records from the package's files under the root it is given.
     """
 
     name: str
     apt_package: str
     description: str
     licence_paths: tuple[str, ...]
-    load: Callable[[], list[CaptionedImage]]
+    load: Callable[[Path], list[CaptionedImage]]
+
+    def root(self, allow_download: bool = True) -> Path:
+        """Root of the package's files: ``/`` when installed, else its unpacked copy in the cache.
+
+        Args:
+            allow_download: Fetch and unpack the package when it is in neither place.
+        """
+        return debian_root(self.apt_package, debian_cache_dir(), allow_download=allow_download)
 
 
 def _sentence(text: str) -> str:
@@ -85,13 +98,14 @@ def _short_name(description: str, max_words: int = 4) -> str | None:
     return text[0].upper() + text[1:]
 
 
-TUXPAINT_DIR = Path("/usr/share/tuxpaint/stamps")
+TUXPAINT_DIR = "usr/share/tuxpaint/stamps"
 
 
-def load_tuxpaint() -> list[CaptionedImage]:
+def load_tuxpaint(root: Path) -> list[CaptionedImage]:
     """Tux Paint stamps: drawings and photos, each with a one-line English description."""
     records = []
-    for png in sorted(TUXPAINT_DIR.rglob("*.png")):
+    stamps = root / TUXPAINT_DIR
+    for png in sorted(stamps.rglob("*.png")):
         desc_file = png.with_suffix(".txt")
         if not desc_file.is_file():
             continue
@@ -100,24 +114,24 @@ def load_tuxpaint() -> list[CaptionedImage]:
             continue  # mirrored variants carry only translations
         caption = _sentence(first[0])
         name = _short_name(caption) or ""  # long descriptions only train captioning
-        key = str(png.relative_to(TUXPAINT_DIR).with_suffix(""))
+        key = str(png.relative_to(stamps).with_suffix(""))
         records.append(CaptionedImage("tuxpaint", key, name, caption, path=str(png)))
     return records
 
 
-GCOMPRIS_RCC = Path("/usr/share/gcompris-qt/rcc")
+GCOMPRIS_RCC = "usr/share/gcompris-qt/rcc"
 GCOMPRIS_ACTIVITIES = ("explore_monuments", "explore_world_animals", "explore_farm_animals")
 _QSTR = r'qsTr\("((?:[^"\\]|\\.)*)"\)'
 
 
-def load_gcompris() -> list[CaptionedImage]:
+def load_gcompris(root: Path) -> list[CaptionedImage]:
     """GCompris "explore" activities: photos of monuments and animals with names and facts."""
     records = []
     for activity in GCOMPRIS_ACTIVITIES:
         # QML refers to resources as "qrc:/path"; the reader returns paths without the "/".
         files = {
             f"/{path}": data
-            for path, data in read_rcc_file(GCOMPRIS_RCC / f"{activity}.rcc").items()
+            for path, data in read_rcc_file(root / GCOMPRIS_RCC / f"{activity}.rcc").items()
         }
         for board in sorted(k for k in files if "/resource/board/" in k and k.endswith(".qml")):
             qml = files[board].decode("utf-8")
@@ -140,16 +154,17 @@ def load_gcompris() -> list[CaptionedImage]:
     return list({r.key: r for r in records}.values())  # a photo may appear on two boards
 
 
-KGEOGRAPHY_DIR = Path("/usr/share/kgeography")
+KGEOGRAPHY_DIR = "usr/share/kgeography"
 
 
-def load_kgeography() -> list[CaptionedImage]:
+def load_kgeography(root: Path) -> list[CaptionedImage]:
     """KGeography: flags of countries and regions, named by the maps that use them."""
     flags: dict[str, str] = {}
-    for kgm in sorted(KGEOGRAPHY_DIR.glob("*.kgm")):
+    maps = root / KGEOGRAPHY_DIR
+    for kgm in sorted(maps.glob("*.kgm")):
         for division in ET.parse(kgm).getroot().iter("division"):
             name, flag = division.findtext("name"), division.findtext("flag")
-            if name and flag and (KGEOGRAPHY_DIR / "flags" / flag).is_file():
+            if name and flag and (maps / "flags" / flag).is_file():
                 # "French Polynesia (France)" -> "French Polynesia"
                 flags.setdefault(flag, re.sub(r"\s*\(.*\)$", "", name.strip()))
     return [
@@ -158,21 +173,22 @@ def load_kgeography() -> list[CaptionedImage]:
             flag,
             f"Flag of {name}",
             f"The flag of {name}.",
-            path=str(KGEOGRAPHY_DIR / "flags" / flag),
+            path=str(maps / "flags" / flag),
         )
         for flag, name in sorted(flags.items())
     ]
 
 
-GEMOJIONE_DIR = Path("/usr/share/rubygems-integration/all/gems/gemojione-3.3.0")
+GEMOJIONE_DIR = "usr/share/rubygems-integration/all/gems/gemojione-3.3.0"
 
 
-def load_gemojione() -> list[CaptionedImage]:
+def load_gemojione(root: Path) -> list[CaptionedImage]:
     """EmojiOne 2 emoji (64x64) with their Unicode names; skin-tone variants are skipped."""
-    index = json.loads((GEMOJIONE_DIR / "config" / "index.json").read_text(encoding="utf-8"))
+    gem = root / GEMOJIONE_DIR
+    index = json.loads((gem / "config" / "index.json").read_text(encoding="utf-8"))
     records = []
     for entry in index.values():
-        png = GEMOJIONE_DIR / "assets" / "png" / f"{entry['unicode'].upper()}.png"
+        png = gem / "assets" / "png" / f"{entry['unicode'].upper()}.png"
         skin_tone = " tone " in f" {entry['name']} "
         if entry["category"] in ("modifier", "extras") or skin_tone or not png.is_file():
             continue
@@ -223,22 +239,21 @@ SOURCES: dict[str, ImageSource] = {
 }
 
 
-def load_sources(names: list[str] | None = None, install: bool = True) -> list[CaptionedImage]:
-    """Install the needed packages (if allowed) and read all records.
+def load_sources(names: list[str] | None = None) -> list[CaptionedImage]:
+    """Read all records, fetching a package into the cache when it is not installed.
 
     Args:
         names: Sources to use (default: all of :data:`SOURCES`).
-        install: Install missing Debian packages with apt-get when possible.
 
     Returns:
         All records, in a deterministic order.
 
     Raises:
-        MissingPackageError: If a package is missing and cannot be installed.
+        hf_liveedit.packages.MissingPackageError: If a package can be neither found nor fetched.
     """
     chosen = [SOURCES[n] for n in (names or list(SOURCES))]
-    ensure_apt([s.apt_package for s in chosen], install=install)
-    return [record for source in chosen for record in source.load()]
+    roots = [source.root() for source in chosen]  # fetch all first: fail before reading any
+    return [record for source, root in zip(chosen, roots) for record in source.load(root)]
 
 
 def copyright_licences(source: ImageSource) -> list[str]:
@@ -250,7 +265,8 @@ def copyright_licences(source: ImageSource) -> list[str]:
     Returns:
         Sorted licence names (e.g. ``["CC-BY-SA-3.0", "GPL-3+"]``).
     """
-    text = Path(f"/usr/share/doc/{source.apt_package}/copyright").read_text(encoding="utf-8")
+    doc = source.root(allow_download=False) / "usr/share/doc" / source.apt_package
+    text = (doc / "copyright").read_text(encoding="utf-8")
     licences = set()
     for stanza in re.split(r"\n\s*\n", text):
         files = re.search(r"^Files:(.*(?:\n[ \t].*)*)", stanza, flags=re.M)

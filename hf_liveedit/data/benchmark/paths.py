@@ -34,3 +34,12 @@ def packages_dir() -> Path:
         ``cache_root() / "packages"``.
     """
     return cache_root() / "packages"
+
+
+def debian_cache_dir() -> Path:
+    """Return the folder where Debian packages that are not installed are unpacked.
+
+    Returns:
+        ``packages_dir() / "debian"``, one package per subfolder.
+    """
+    return packages_dir() / "debian"

@@ -1,0 +1,12 @@
+"""Qwen2.5-VL (``Qwen2_5_VLForConditionalGeneration``): Qwen2-VL's layout and prompt format."""
+
+from __future__ import annotations
+
+from .qwen2_vl import Qwen2VLAdapter
+
+
+class Qwen2_5_VLAdapter(Qwen2VLAdapter):
+    """Same decoder, image block and prompt format as Qwen2-VL (the vision tower differs)."""
+
+    model_class_names = ("Qwen2_5_VLForConditionalGeneration",)
+    model_types = ("qwen2_5_vl",)
