@@ -103,6 +103,16 @@ class LiveEditConfig:
     refine_lr: float = field(
         default=1e-2, metadata={"help": "Adam learning rate of the refinement of U and V."}
     )
+    refine_routing_margin: float | None = field(
+        default=1.0,
+        metadata={
+            "help": "With verify_edits: when the hard filter drops a new edit's expert for its "
+            "own edit input, move that edit's stored visual key phi_e the least distance that "
+            "makes its own input pass with this margin (sim(phi_in, phi_e) - sim(phi_in, "
+            "phi_sentinel) >= margin; 1.0 is the margin the packaged router was trained with). "
+            "None: never move keys (then such an edit cannot take)."
+        },
+    )
     expert_dtype: str = field(
         default="float32",
         metadata={"help": "Storage dtype of the expert repository: float32, float16 or bfloat16."},
@@ -173,6 +183,8 @@ class LiveEditConfig:
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"{name} must be a bool, got {getattr(self, name)!r}")
         _check_real("refine_lr", self.refine_lr)
+        if self.refine_routing_margin is not None:
+            _check_real("refine_routing_margin", self.refine_routing_margin)
         if not self.refine_lr > 0:
             raise ValueError(f"refine_lr must be positive, got {self.refine_lr!r}")
         if self.backend not in ("auto", "torch", "triton"):

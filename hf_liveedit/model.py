@@ -312,7 +312,13 @@ class LiveEditModel(nn.Module):
             if config.verify_edits:
                 stored = ExpertBatch.cat([self.repository.snapshot(), *made])
                 experts, checks = refine_new_experts(
-                    self, inputs, experts, stored, config.refine_steps, config.refine_lr
+                    self,
+                    inputs,
+                    experts,
+                    stored,
+                    config.refine_steps,
+                    config.refine_lr,
+                    config.refine_routing_margin,
                 )
             made.append(experts)
             records += [
@@ -322,6 +328,7 @@ class LiveEditModel(nn.Module):
                     image_sha256(image),
                     took=None if check is None else check.took,
                     refine_steps=0 if check is None else check.steps,
+                    rerouted=check is not None and check.rerouted,
                 )
                 for image, prompt, target, check in zip(
                     batch_images, prompts[start:end], targets[start:end], checks
@@ -335,7 +342,8 @@ class LiveEditModel(nn.Module):
                 f"{len(missed)} of {len(records)} edits did not take within refine_steps="
                 f"{config.refine_steps} (greedy answer on the edit input is not the target): "
                 f"{', '.join(missed)}. They are stored; see EditRecord.took (refine_steps 0: the "
-                "router keeps no expert for the edit's own input, so refining cannot help).",
+                "router keeps no expert for the edit's own input, so refining U and V cannot "
+                "help; see refine_routing_margin).",
                 stacklevel=3 if len(records) == 1 else 2,
             )
         return [record.id for record in records]
@@ -362,6 +370,11 @@ class LiveEditModel(nn.Module):
             target_ids = tokenizer(self.adapter.answer_text("", target), add_special_tokens=False)
             if not target_ids.input_ids:
                 raise ValueError(f"Target {target!r} tokenizes to no tokens")
+            if placeholders & set(target_ids.input_ids):
+                raise ValueError(
+                    f"Target {target!r} contains the model's image placeholder token, which "
+                    "would be read as image positions"
+                )
             length = len(prompt_ids) + len(target_ids.input_ids) + self.adapter.num_image_tokens
             if limit is not None and length > limit:
                 raise ValueError(

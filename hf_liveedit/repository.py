@@ -37,6 +37,8 @@ class EditRecord:
         took: whether the greedy answer on the edit input was the target when the edit was
             added (None: not verified, see ``LiveEditConfig.verify_edits``).
         refine_steps: refinement steps its expert needed (0 when generated as is).
+        rerouted: its visual key was moved so that its own edit input passes the hard filter
+            (see ``LiveEditConfig.refine_routing_margin``).
     """
 
     id: str
@@ -46,6 +48,7 @@ class EditRecord:
     created_at: float
     took: bool | None = None
     refine_steps: int = 0
+    rerouted: bool = False
 
     @classmethod
     def new(
@@ -55,10 +58,12 @@ class EditRecord:
         image_sha256: str | None,
         took: bool | None = None,
         refine_steps: int = 0,
+        rerouted: bool = False,
     ) -> EditRecord:
         """A record with a fresh id and the current time."""
         now = time.time()
-        return cls(uuid.uuid4().hex[:16], prompt, target, image_sha256, now, took, refine_steps)
+        edit_id = uuid.uuid4().hex[:16]
+        return cls(edit_id, prompt, target, image_sha256, now, took, refine_steps, rerouted)
 
     def to_dict(self) -> dict:
         """JSON-serialisable form."""

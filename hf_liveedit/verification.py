@@ -8,6 +8,11 @@ at inference, and refines the experts of the edits that did not take: Adam steps
 and every routing feature frozen. Refinement stops for each edit as soon as its greedy answer is
 the target, or after ``refine_steps``.
 
+A refined expert only helps if the router keeps it for its own input. When the hard filter drops
+it there, no gradient reaches ``U`` and ``V``; with ``LiveEditConfig.refine_routing_margin`` the
+edit's stored visual key is first moved the least distance that lets its own input pass (see
+:func:`reroute_own_inputs`), as GRACE-style key-value editors store the edit input's key.
+
 The greedy answer is read teacher-forced: the argmax at each target position, given the target's
 earlier tokens. It equals the target exactly when greedy decoding of as many tokens spells the
 target, which is how the evaluation's exact match reads answers.
@@ -15,6 +20,7 @@ target, which is how the evaluation's exact match reads answers.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -36,10 +42,12 @@ class EditCheck:
     Attributes:
         took: the greedy answer on the edit input is the target.
         steps: refinement steps applied to the edit's expert (0: the generated expert took).
+        rerouted: the edit's visual key was moved so that its own input passes the hard filter.
     """
 
     took: bool
     steps: int
+    rerouted: bool = False
 
 
 def answer_logits(
@@ -67,6 +75,43 @@ def answer_logits(
     return logits[:, :-1], labels[:, -keep + 1 :]
 
 
+def reroute_own_inputs(
+    liveedit: LiveEditModel, inputs: BatchFeature, phi: torch.Tensor, margin: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Move each new visual key the least distance that lets its own edit input pass the filter.
+
+    The hard filter keeps expert ``e`` for an input when ``sim(phi_in, phi_e) > sim(phi_in,
+    phi_sentinel)``; this is linear in ``phi_e``, so where the edit's own input misses by ``gap``
+    the smallest change is along ``phi_in``: ``phi_e += gap' * k sqrt(d_m) phi_in / |phi_in|^2``
+    with ``gap' = margin - (sim(phi_in, phi_e) - sim(phi_in, phi_sentinel))``. Keys that already
+    pass with ``margin`` are not touched. Inputs of other entities move by their alignment with
+    ``phi_in``, which is why this is an option with its own margin.
+
+    Args:
+        liveedit: the model.
+        inputs: the new edits' teacher-forced inputs (answer tokens never route).
+        phi: ``[B, k, d_m]`` their generated visual keys.
+        margin: the margin the own input must pass by.
+
+    Returns:
+        The keys (moved where needed) and ``[B]`` bool: which were moved.
+    """
+    spans = liveedit.adapter.spans(inputs["input_ids"], inputs["attention_mask"], inputs["labels"])
+    hidden = liveedit.hidden_states_at_edit_layer(inputs)  # causal: answers do not change it
+    with torch.no_grad():
+        features = liveedit.liveedit_modules.input_features(hidden, spans)
+        phi_in = features.phi.float()
+        k, d_m = phi_in.shape[-2:]
+        scale = k * math.sqrt(d_m)
+        own = (phi_in * phi.float()).flatten(1).sum(-1) / scale
+        threshold = (phi_in * features.phi_sentinel.float()).flatten(1).sum(-1) / scale
+        gap = margin - (own - threshold)
+        moved = (gap > 0) & features.routable
+        step = gap * scale / phi_in.flatten(1).pow(2).sum(-1).clamp_min(1e-12)
+        shifted = phi.float() + torch.where(moved, step, 0.0)[:, None, None] * phi_in
+    return shifted.to(phi.dtype), moved.cpu()
+
+
 def refine_new_experts(
     liveedit: LiveEditModel,
     inputs: BatchFeature,
@@ -74,6 +119,7 @@ def refine_new_experts(
     stored: ExpertBatch,
     max_steps: int,
     lr: float,
+    routing_margin: float | None = None,
 ) -> tuple[ExpertBatch, list[EditCheck]]:
     """Check new edits on their own inputs and refine the experts of those that did not take.
 
@@ -84,11 +130,17 @@ def refine_new_experts(
         stored: every other expert to route over (stored edits, and new edits of earlier batches).
         max_steps: most refinement steps per edit.
         lr: Adam learning rate.
+        routing_margin: first move the visual keys whose own input the hard filter drops (see
+            :func:`reroute_own_inputs`); None leaves every key as generated.
 
     Returns:
         The new experts (refined ``U``, ``V``; same routing features) and one check per edit.
     """
     dtype = new.up.dtype
+    moved = torch.zeros(new.phi.shape[0], dtype=torch.bool)
+    if routing_margin is not None:
+        phi, moved = reroute_own_inputs(liveedit, inputs, new.phi, routing_margin)
+        new = ExpertBatch(new.up, new.down, phi, new.psi)
     up = new.up.detach().float().clone().requires_grad_(True)
     down = new.down.detach().float().clone().requires_grad_(True)
     optimizer = torch.optim.Adam([up, down], lr=lr)
@@ -121,4 +173,5 @@ def refine_new_experts(
             up[took], down[took] = kept
         steps += (~took).long().cpu()
     refined = ExpertBatch(up.detach().to(dtype), down.detach().to(dtype), new.phi, new.psi)
-    return refined, [EditCheck(bool(ok), int(n)) for ok, n in zip(took.tolist(), steps.tolist())]
+    outcome = zip(took.tolist(), steps.tolist(), moved.tolist())
+    return refined, [EditCheck(bool(ok), int(n), bool(m)) for ok, n, m in outcome]

@@ -154,3 +154,46 @@ def test_a_processor_of_another_family_is_refused():
     _, qwen_processor = SUPPORTED_TINY_MODELS["qwen2_vl"]()
     with pytest.raises(ValueError, match="processor that belongs to this model"):
         get_liveedit_model(model, LiveEditConfig(**TINY_CONFIG), qwen_processor)
+
+
+def test_fuzzed_edit_inputs_either_store_one_edit_or_raise_a_clear_error_and_change_nothing(
+    liveedit, tmp_path
+):
+    """Seeded random mixes of good and bad images, prompts and targets (a fast fuzz)."""
+    import random
+
+    (tmp_path / "garbage.png").write_bytes(bytes(range(256)))
+    tiny_image(3).save(tmp_path / "good.png")
+    images = {
+        "ok": [tiny_image(1), tmp_path / "good.png", str(tmp_path / "good.png")],
+        "bad": [
+            None,
+            3,
+            b"png",
+            Image.new("RGB", (0, 5)),
+            tmp_path / "garbage.png",
+            tmp_path / "missing.png",
+            "http://example.org/x.png",
+            torch.zeros(3, 8, 8),
+        ],
+    }
+    texts = {
+        "ok": ["Name it.", "Où est-ce ?", "Lyon", "7", "🇫🇷 flag"],
+        "bad": ["", "   ", "\u200b\u200b", None, 12, ["Lyon"], "<image>", "x " * 4000],
+    }
+    rng = random.Random(0)
+    stored = 1
+    for _ in range(60):
+        parts = [rng.choice(["ok", "ok", "bad"]) for _ in range(3)]
+        image = rng.choice(images[parts[0]])
+        prompt, target = (rng.choice(texts[kind]) for kind in parts[1:])
+        before = liveedit.repository.up.clone()
+        if parts == ["ok", "ok", "ok"]:
+            liveedit.add_edit(image, prompt, target)
+            stored += 1
+        else:
+            with pytest.raises((TypeError, ValueError, FileNotFoundError)) as caught:
+                liveedit.add_edit(image, prompt, target)
+            assert str(caught.value) and "Traceback" not in str(caught.value)
+            assert torch.equal(liveedit.repository.up, before)
+        assert len(liveedit.edits) == stored

@@ -163,8 +163,19 @@ def test_liveedit_routing_diagnostics():
     for case in cases:
         editor.edit(case.edit)
     stats = editor.diagnostics(cases, [7, 9])
+    # the same statistics from the routing the model records on each edit input
+    with liveedit.record_routing() as routing, torch.no_grad():
+        for case in cases:
+            liveedit(**liveedit.build_inputs(case.edit.image, case.edit.prompt))
+    weights = torch.cat(routing)  # [input, expert]; expert i is case i's
+    own, other = weights.diagonal(), weights.sum(dim=1) - weights.diagonal()
+    kept = (weights > 0).sum(dim=1).float()
     assert stats["rel_recall"] == 1.0  # each edit's own input keeps its own expert
-    assert stats["rel_own_weight"] > 0
+    assert stats["rel_kept"] == pytest.approx(kept.mean().item())
+    assert stats["rel_precision"] == pytest.approx((1 / kept).mean().item())
+    assert stats["rel_own_weight"] == pytest.approx(own.mean().item(), rel=1e-5)
+    assert stats["rel_other_weight"] == pytest.approx(other.mean().item(), rel=1e-5)
+    assert 0 < stats["rel_own_weight"] < 1
     assert stats["t_loc_any_kept"] == 0.0  # text-only inputs are never routed
     assert editor.diagnostics(cases, [7]) is None  # a mismatched chunk is not measured
     editor.close()

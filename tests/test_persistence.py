@@ -179,7 +179,7 @@ def test_push_to_hub_uploads_exactly_the_saved_folder(tmp_path, monkeypatch):
 
 def test_from_pretrained_without_network_names_the_repo():
     base, processor = SUPPORTED_TINY_MODELS["llava"]()
-    with pytest.raises(Exception, match="me/not-downloadable"):
+    with pytest.raises(OSError, match="me/not-downloadable"):
         LiveEditModel.from_pretrained(base, "me/not-downloadable", processor=processor)
 
 

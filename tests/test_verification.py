@@ -10,7 +10,13 @@ from hf_liveedit import model as model_module
 from hf_liveedit.repository import TENSOR_NAMES
 from hf_liveedit.testing.tiny_models import tiny_image
 
-VERIFY = dict(expert_scale=5.0, verify_edits=True, refine_steps=40, refine_lr=0.2)
+VERIFY = dict(
+    expert_scale=5.0,
+    verify_edits=True,
+    refine_steps=40,
+    refine_lr=0.2,
+    refine_routing_margin=None,
+)
 
 
 def greedy_answer(liveedit, image, prompt: str, target: str) -> list[int]:
@@ -53,7 +59,7 @@ def test_a_generated_expert_that_misses_is_refined_until_greedy_answers_the_targ
     assert not torch.equal(liveedit.repository.up, plain.repository.up)
 
 
-def test_an_edit_the_router_drops_cannot_take_and_says_so():
+def test_an_edit_the_router_drops_cannot_take_without_rerouting_and_says_so():
     liveedit = make_liveedit("llava", **{**VERIFY, "refine_steps": 3})
     rig_routing(liveedit, keep=False)  # the edit's own input keeps no expert
     with pytest.warns(UserWarning, match="1 of 1 edits did not take"):
@@ -93,3 +99,33 @@ def test_an_edit_that_needs_more_steps_than_the_budget_is_stored_and_reported():
         edit_id = liveedit.add_edit(tiny_image(1), "Name it.", "Paris")
     record = liveedit.get_edit(edit_id)
     assert record.took is False and record.refine_steps == 1 and len(liveedit.edits) == 1
+
+
+def test_rerouting_moves_only_a_dropped_key_along_its_own_input_until_it_passes():
+    margin = 0.5
+    liveedit = make_liveedit("llava", **{**VERIFY, "refine_routing_margin": margin})
+    rig_routing(liveedit, keep=False)  # generated keys are filtered for their own input
+    plain = make_liveedit("llava", **{**VERIFY, "verify_edits": False})
+    rig_routing(plain, keep=False)
+    edit = (tiny_image(1), "Name it.", "Paris")
+    plain.add_edit(*edit)
+    record = liveedit.get_edit(liveedit.add_edit(*edit))
+    assert record.rerouted and record.took is True
+
+    # by hand: the own input's features, and the key's margin over the sentinel
+    inputs = liveedit.build_inputs(*edit)
+    spans = liveedit.adapter.spans(inputs["input_ids"], inputs["attention_mask"], inputs["labels"])
+    with torch.no_grad():
+        hidden = liveedit.hidden_states_at_edit_layer(inputs)
+        features = liveedit.liveedit_modules.input_features(hidden, spans)
+    phi_in = features.phi[0].double().flatten()
+    scale = phi_in.new_tensor(features.phi.shape[1] * features.phi.shape[2] ** 0.5)
+    key, generated = (r.phi[0].double().flatten() for r in (liveedit.repository, plain.repository))
+    sentinel = features.phi_sentinel[0].double().flatten()
+    assert (phi_in @ generated - phi_in @ sentinel) / scale < 0  # dropped as generated
+    assert (phi_in @ key - phi_in @ sentinel) / scale == pytest.approx(margin, rel=1e-4)
+    moved = key - generated  # along phi_in only
+    assert torch.allclose(moved, (moved @ phi_in) / (phi_in @ phi_in) * phi_in, atol=1e-6)
+    with liveedit.record_routing() as routing, torch.no_grad():
+        liveedit(**liveedit.build_inputs(edit[0], edit[1]))
+    assert routing[0][0, 0] > 0  # kept now at inference
