@@ -15,7 +15,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .backbones import BackboneAdapter, get_backbone_adapter, supported_model_classes
+    from .backbones import BackboneSpec, get_backbone_spec, supported_model_classes
     from .config import LiveEditConfig
     from .model import LiveEditModel, get_liveedit_model
     from .repository import EditRecord, ExpertRepository
@@ -25,8 +25,8 @@ __version__ = "0.1.0"
 # Public name -> submodule. Imported on first use (PEP 562) so that `import hf_liveedit.cli`
 # does not pull in torch and transformers: `hf-liveedit --help` stays well under a second.
 _LAZY = {
-    "BackboneAdapter": "backbones",
-    "get_backbone_adapter": "backbones",
+    "BackboneSpec": "backbones",
+    "get_backbone_spec": "backbones",
     "supported_model_classes": "backbones",
     "LiveEditConfig": "config",
     "LiveEditModel": "model",
@@ -49,12 +49,12 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
-    "BackboneAdapter",
+    "BackboneSpec",
     "EditRecord",
     "ExpertRepository",
     "LiveEditConfig",
     "LiveEditModel",
-    "get_backbone_adapter",
+    "get_backbone_spec",
     "get_liveedit_model",
     "supported_model_classes",
 ]

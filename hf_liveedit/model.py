@@ -17,7 +17,7 @@ from torch import nn
 from tqdm.auto import tqdm
 from transformers import BatchFeature
 
-from .backbones import BackboneAdapter, get_backbone_adapter
+from .backbones import BackboneSpec, get_backbone_spec
 from .config import CONFIG_NAMES, LEGACY_CONFIG_NAME, LiveEditConfig, config_file
 from .images import check_image_source, image_sha256, load_image
 from .layer import EditLayerHook, StopForward
@@ -65,10 +65,10 @@ class LiveEditModel(nn.Module):
             raise TypeError(f"config must be a LiveEditConfig, got {type(config).__name__}{hint}")
         if isinstance(model, LiveEditModel):
             raise ValueError("The model is already a LiveEditModel; add edits to it directly")
-        adapter = get_backbone_adapter(model, processor)
+        backbone = get_backbone_spec(model, processor)
         if any(
             isinstance(hook, EditLayerHook)
-            for layer in adapter.decoder_layers()
+            for layer in backbone.decoder_layers()
             for hook in layer._forward_hooks.values()
         ):  # a second hook would edit twice, and disable_adapter would only disable one
             raise ValueError(
@@ -77,29 +77,29 @@ class LiveEditModel(nn.Module):
             )
         config = copy.deepcopy(config)
         if config.edit_layer is None:
-            config.edit_layer = int(adapter.num_layers * 2 / 3)
-        if not 0 <= config.edit_layer < adapter.num_layers:
+            config.edit_layer = int(backbone.num_layers * 2 / 3)
+        if not 0 <= config.edit_layer < backbone.num_layers:
             raise ValueError(
                 f"edit_layer {config.edit_layer} is out of range for {type(model).__name__} with "
-                f"{adapter.num_layers} decoder layers (valid: 0..{adapter.num_layers - 1})"
+                f"{backbone.num_layers} decoder layers (valid: 0..{backbone.num_layers - 1})"
             )
         if config.num_sentinel_tokens is None:
-            config.num_sentinel_tokens = adapter.num_image_tokens
+            config.num_sentinel_tokens = backbone.num_image_tokens
         if config.base_model_name_or_path is None:
             config.base_model_name_or_path = getattr(model.config, "_name_or_path", None) or None
         model.requires_grad_(False)
         self.base_model = model
         self.processor = processor
         self.liveedit_config = config
-        self.adapter: BackboneAdapter = adapter
+        self.backbone: BackboneSpec = backbone
         # on layer l_e's device: a `device_map` model may spread its layers over several
-        device = next(adapter.decoder_layers()[config.edit_layer].parameters()).device
+        device = next(backbone.decoder_layers()[config.edit_layer].parameters()).device
         self.liveedit_modules = LiveEditModules(
-            config, adapter.hidden_size, config.num_sentinel_tokens
+            config, backbone.hidden_size, config.num_sentinel_tokens
         ).to(device=device, dtype=config.torch_module_dtype)
         self.repository = ExpertRepository(
             config.rank,
-            adapter.hidden_size,
+            backbone.hidden_size,
             config.num_queries,
             config.module_dim,
             dtype=config.torch_expert_dtype,
@@ -107,8 +107,8 @@ class LiveEditModel(nn.Module):
         )
         self.hook = EditLayerHook(self.liveedit_modules, self.repository, config.backend)
         self._handles = [
-            adapter.decoder_layers()[config.edit_layer].register_forward_hook(self.hook),
-            adapter.step_module().register_forward_pre_hook(self._before_step, with_kwargs=True),
+            backbone.decoder_layers()[config.edit_layer].register_forward_hook(self.hook),
+            backbone.step_module().register_forward_pre_hook(self._before_step, with_kwargs=True),
         ]
 
     # --- attribute forwarding (as PEFT does) -------------------------------------------------------
@@ -135,7 +135,7 @@ class LiveEditModel(nn.Module):
         input_ids = kwargs.get("input_ids", args[0] if args else None)
         spans = None
         if not decoding and input_ids is not None:
-            spans = self.adapter.spans(
+            spans = self.backbone.spans(
                 input_ids, kwargs.get("attention_mask"), kwargs.get("labels")
             )
         self.hook.before_step(decoding, spans)
@@ -145,7 +145,7 @@ class LiveEditModel(nn.Module):
         input_ids = kwargs.get("input_ids")
         spans = None
         if input_ids is not None:
-            spans = self.adapter.spans(
+            spans = self.backbone.spans(
                 input_ids, kwargs.get("attention_mask"), kwargs.get("labels")
             )
         return self.hook.call(spans)
@@ -244,7 +244,7 @@ class LiveEditModel(nn.Module):
         if targets is not None:
             targets = [targets] if isinstance(targets, str) else list(targets)
         device = next(self.base_model.parameters()).device
-        return self.adapter.build_inputs(images, prompts, targets).to(device)
+        return self.backbone.build_inputs(images, prompts, targets).to(device)
 
     def add_edit(self, image: Image.Image | str | Path, prompt: str, target: str) -> str:
         """Store one edit: from now on ``(image, prompt)`` should be answered with ``target``.
@@ -349,7 +349,7 @@ class LiveEditModel(nn.Module):
         return [record.id for record in records]
 
     def _check_texts(self, prompts: Sequence[str], targets: Sequence[str]) -> None:
-        tokenizer = self.adapter.require_processor().tokenizer
+        tokenizer = self.backbone.require_processor().tokenizer
         for name, texts in (("prompt", prompts), ("target", targets)):
             for text in texts:
                 if not isinstance(text, str):
@@ -358,8 +358,8 @@ class LiveEditModel(nn.Module):
                     raise ValueError(
                         f"Blank {name} {text!r}: an edit needs a {name} with visible characters"
                     )
-        placeholders = set(self.adapter.image_block_token_ids())
-        limit = getattr(self.adapter.text_config, "max_position_embeddings", None)
+        placeholders = set(self.backbone.image_block_token_ids())
+        limit = getattr(self.backbone.text_config, "max_position_embeddings", None)
         for prompt, target in zip(prompts, targets):
             prompt_ids = tokenizer(prompt, add_special_tokens=False).input_ids
             if placeholders & set(prompt_ids):
@@ -367,7 +367,7 @@ class LiveEditModel(nn.Module):
                     f"Prompt {prompt!r} contains the model's image placeholder token: pass the "
                     "image as the image argument; LiveEdit inserts the placeholder itself"
                 )
-            target_ids = tokenizer(self.adapter.answer_text("", target), add_special_tokens=False)
+            target_ids = tokenizer(self.backbone.answer_text("", target), add_special_tokens=False)
             if not target_ids.input_ids:
                 raise ValueError(f"Target {target!r} tokenizes to no tokens")
             if placeholders & set(target_ids.input_ids):
@@ -375,7 +375,7 @@ class LiveEditModel(nn.Module):
                     f"Target {target!r} contains the model's image placeholder token, which "
                     "would be read as image positions"
                 )
-            length = len(prompt_ids) + len(target_ids.input_ids) + self.adapter.num_image_tokens
+            length = len(prompt_ids) + len(target_ids.input_ids) + self.backbone.num_image_tokens
             if limit is not None and length > limit:
                 raise ValueError(
                     f"Prompt and target take about {length} tokens with the image, more than the "
@@ -386,7 +386,7 @@ class LiveEditModel(nn.Module):
     def _make_experts(self, inputs: BatchFeature) -> ExpertBatch:
         """The generator's experts for teacher-forced edit inputs (image, prompt, target)."""
         hidden = self.hidden_states_at_edit_layer(inputs)
-        spans = self.adapter.spans(inputs["input_ids"], inputs["attention_mask"], inputs["labels"])
+        spans = self.backbone.spans(inputs["input_ids"], inputs["attention_mask"], inputs["labels"])
         return self.liveedit_modules.make_experts(hidden, spans)
 
     def hidden_states_at_edit_layer(self, inputs: BatchFeature | dict) -> torch.Tensor:
@@ -413,7 +413,7 @@ class LiveEditModel(nn.Module):
     # --- persistence --------------------------------------------------------------------------------
     def fingerprint(self) -> dict[str, Any]:
         """The base model's fingerprint plus the edited layer."""
-        return {**self.adapter.fingerprint(), "edit_layer": self.liveedit_config.edit_layer}
+        return {**self.backbone.fingerprint(), "edit_layer": self.liveedit_config.edit_layer}
 
     def base_model_sha256(self) -> str:
         """SHA-256 of every weight and buffer of the base model: its identity.
@@ -664,8 +664,8 @@ class LiveEditModel(nn.Module):
         config.inference_mode = not is_trainable
         config_path = config_file(folder)
         require_keys(extra, ["base_model_fingerprint"], config_path)
-        adapter = get_backbone_adapter(model, processor)
-        expected = {**adapter.fingerprint(), "edit_layer": config.edit_layer}
+        backbone = get_backbone_spec(model, processor)
+        expected = {**backbone.fingerprint(), "edit_layer": config.edit_layer}
         what = f"The adapter in {folder}"
         check_fingerprint(expected, extra["base_model_fingerprint"], what)
         if extra.get("base_model_sha256") is not None:  # checked before the hooks are attached

@@ -69,7 +69,7 @@ def answer_logits(
     labels = inputs["labels"]
     keep = int((labels != IGNORE_INDEX).sum(dim=1).max()) + 1
     kwargs = {key: value for key, value in inputs.items() if key != "labels"}
-    spans = liveedit.adapter.spans(inputs["input_ids"], inputs["attention_mask"], labels)
+    spans = liveedit.backbone.spans(inputs["input_ids"], inputs["attention_mask"], labels)
     with liveedit.hook.call(spans, experts=experts, fixed_spans=True):
         logits = liveedit.base_model(**kwargs, use_cache=False, logits_to_keep=keep).logits
     return logits[:, :-1], labels[:, -keep + 1 :]
@@ -96,7 +96,7 @@ def reroute_own_inputs(
     Returns:
         The keys (moved where needed) and ``[B]`` bool: which were moved.
     """
-    spans = liveedit.adapter.spans(inputs["input_ids"], inputs["attention_mask"], inputs["labels"])
+    spans = liveedit.backbone.spans(inputs["input_ids"], inputs["attention_mask"], inputs["labels"])
     hidden = liveedit.hidden_states_at_edit_layer(inputs)  # causal: answers do not change it
     with torch.no_grad():
         features = liveedit.liveedit_modules.input_features(hidden, spans)

@@ -9,9 +9,9 @@ from torch import nn
 from transformers import LlavaForConditionalGeneration, LlavaNextForConditionalGeneration
 
 from hf_liveedit import LiveEditConfig, get_liveedit_model, supported_model_classes
-from hf_liveedit.backbones import ADAPTERS, get_backbone_adapter
-from hf_liveedit.backbones.llava import LlavaAdapter
-from hf_liveedit.backbones.llava_next import LlavaNextAdapter
+from hf_liveedit.backbones import SPECS, get_backbone_spec
+from hf_liveedit.backbones.llava import LlavaSpec
+from hf_liveedit.backbones.llava_next import LlavaNextSpec
 from hf_liveedit.testing.tiny_models import (
     SUPPORTED_TINY_MODELS,
     tiny_gemma3,
@@ -54,8 +54,8 @@ DOCUMENTED_FORMATS = {
 
 def test_every_adapter_has_a_tiny_model_and_a_documented_format():
     assert set(DOCUMENTED_FORMATS) == set(SUPPORTED_TINY_MODELS)
-    covered = {type(get_backbone_adapter(*factory())) for factory in SUPPORTED_TINY_MODELS.values()}
-    assert covered == set(ADAPTERS)
+    covered = {type(get_backbone_spec(*factory())) for factory in SUPPORTED_TINY_MODELS.values()}
+    assert covered == set(SPECS)
     assert len(supported_model_classes()) == len(set(supported_model_classes()))
 
 
@@ -67,15 +67,15 @@ def test_user_subclasses_dispatch_to_their_family_and_fingerprint_as_it(image):
         pass
 
     for factory, subclass, adapter_class in (
-        (tiny_llava, MyLlava, LlavaAdapter),
-        (tiny_llava_next, MyLlavaNext, LlavaNextAdapter),
+        (tiny_llava, MyLlava, LlavaSpec),
+        (tiny_llava_next, MyLlavaNext, LlavaNextSpec),
     ):
         base, processor = factory()
         model = subclass(base.config).eval()
         liveedit = get_liveedit_model(model, LiveEditConfig(**TINY_CONFIG), processor=processor)
-        assert type(liveedit.adapter) is adapter_class  # the most derived family, not LLaVA's
+        assert type(liveedit.backbone) is adapter_class  # the most derived family, not LLaVA's
         parent = subclass.__mro__[1].__name__
-        assert liveedit.adapter.fingerprint()["architecture"] == parent
+        assert liveedit.backbone.fingerprint()["architecture"] == parent
         liveedit.add_edit(image, PROMPT, TARGET)
         assert len(liveedit.edits) == 1
 
@@ -88,22 +88,22 @@ def test_other_classes_dispatch_by_model_type_if_the_layout_matches():
             super().__init__()
             self.config, self.model = base.config, base.model
 
-    adapter = get_backbone_adapter(RemoteCodeLlava(model), processor)
-    assert type(adapter) is LlavaAdapter
+    adapter = get_backbone_spec(RemoteCodeLlava(model), processor)
+    assert type(adapter) is LlavaSpec
     assert adapter.decoder_layers() is model.model.language_model.layers
     assert adapter.fingerprint()["architecture"] == "RemoteCodeLlava"
     # LlavaModel (no LM head) has model_type "llava" but not LLaVA's layout
     with pytest.raises(TypeError, match="LlavaModel \\(model_type 'llava'\\).*Qwen2_5_VL"):
-        get_backbone_adapter(model.model, processor)
+        get_backbone_spec(model.model, processor)
 
 
 def test_gemma3_checks_its_soft_token_against_the_processor():
     model, processor = tiny_gemma3()
     assert processor.image_token == "<start_of_image>"  # the placeholder, not the model's id
-    get_backbone_adapter(model, processor)  # its own processor passes
+    get_backbone_spec(model, processor)  # its own processor passes
     for other in (tiny_llava()[1], tiny_paligemma()[1]):
         with pytest.raises(ValueError, match="pass the processor that belongs to this model"):
-            get_backbone_adapter(model, other)
+            get_backbone_spec(model, other)
 
 
 def test_default_prompt_format_without_chat_template(family, image):
@@ -111,10 +111,10 @@ def test_default_prompt_format_without_chat_template(family, image):
     processor.chat_template = None
     liveedit = get_liveedit_model(model, LiveEditConfig(**TINY_CONFIG), processor=processor)
     with_image, text_only = (text.replace("{p}", PROMPT) for text in DOCUMENTED_FORMATS[family])
-    assert liveedit.adapter.format_prompt(PROMPT) == with_image
-    assert liveedit.adapter.format_prompt(PROMPT, with_image=False) == text_only
+    assert liveedit.backbone.format_prompt(PROMPT) == with_image
+    assert liveedit.backbone.format_prompt(PROMPT, with_image=False) == text_only
     inputs = liveedit.build_inputs(image, PROMPT, targets=TARGET)
-    spans = liveedit.adapter.spans(inputs["input_ids"], inputs["attention_mask"], inputs["labels"])
+    spans = liveedit.backbone.spans(inputs["input_ids"], inputs["attention_mask"], inputs["labels"])
     assert spans.image.any() and spans.prompt.any() and spans.answer.any()
     assert liveedit.build_inputs(None, PROMPT, targets=TARGET)["labels"].ne(-100).any()
     liveedit.add_edit(image, PROMPT, TARGET)
@@ -124,7 +124,7 @@ def test_default_prompt_format_without_chat_template(family, image):
 def test_appended_answers_leave_the_prompt_logits_alone(family, image):
     """Answers are causal for every family (PaliGemma: "suffix" token types; Gemma 3: text)."""
     model, processor = SUPPORTED_TINY_MODELS[family]()
-    adapter = get_backbone_adapter(model, processor)
+    adapter = get_backbone_spec(model, processor)
     prompt_only = adapter.build_inputs([image], [PROMPT])
     with_answer = adapter.build_inputs([image], [PROMPT], [TARGET])
     length = prompt_only["input_ids"].shape[1]
@@ -138,7 +138,7 @@ def test_appended_answers_leave_the_prompt_logits_alone(family, image):
 
 def test_paligemma_layout_matches_its_processor(image):
     model, processor = tiny_paligemma()
-    adapter = get_backbone_adapter(model, processor)
+    adapter = get_backbone_spec(model, processor)
     text_only = adapter.build_inputs(None, [PROMPT], [TARGET])
     decoded = processor.tokenizer.decode(text_only["input_ids"][0])
     assert decoded == f"<s>{PROMPT}\n{TARGET}"  # no space: the answer follows the "\n"
@@ -158,7 +158,7 @@ def test_pipeline_with_a_default_formatted_prompt(image):
     rig_routing(liveedit, keep=True)
     liveedit.processor.chat_template = None
     pipe = pipeline("image-text-to-text", model=liveedit, processor=liveedit.processor)
-    text = liveedit.adapter.format_prompt(PROMPT)
+    text = liveedit.backbone.format_prompt(PROMPT)
 
     def answer() -> str:
         output = pipe(images=image, text=text, max_new_tokens=4, return_full_text=False)

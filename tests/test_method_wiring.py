@@ -186,7 +186,7 @@ def test_text_only_inputs_are_routed_only_when_configured(image, edit_text_only_
     # phi_e = 3 phi_Theta gives sim(phi, phi_e) = 3 sim(phi_Theta, phi_Theta) > the threshold.
     with torch.no_grad():
         hidden = liveedit.hidden_states_at_edit_layer(text_only)
-        spans = liveedit.adapter.spans(text_only["input_ids"], text_only["attention_mask"])
+        spans = liveedit.backbone.spans(text_only["input_ids"], text_only["attention_mask"])
         features = modules.input_features(hidden, spans)
         repository.phi[0] = 3 * features.phi_sentinel[0]
         repository.psi[0] = features.psi[0]
@@ -206,7 +206,7 @@ def test_text_only_inputs_are_routed_only_when_configured(image, edit_text_only_
 
     assert features.routable.tolist() == [edit_text_only_inputs]
     with torch.no_grad():
-        image_spans = liveedit.adapter.spans(with_image["input_ids"], with_image["attention_mask"])
+        image_spans = liveedit.backbone.spans(with_image["input_ids"], with_image["attention_mask"])
         image_hidden = liveedit.hidden_states_at_edit_layer(with_image)
         assert modules.input_features(image_hidden, image_spans).routable.tolist() == [True]
 
@@ -254,7 +254,7 @@ def training_batch():
         # applied to them directly.
         edited = batch["edited"]
         hidden = liveedit.hidden_states_at_edit_layer(edited)
-        spans = liveedit.adapter.spans(
+        spans = liveedit.backbone.spans(
             edited["input_ids"], edited["attention_mask"], edited["labels"]
         )
         experts = liveedit.liveedit_modules.make_experts(hidden, spans)
@@ -383,7 +383,7 @@ def test_edited_output_equals_the_fusion_equation_applied_at_layer_l_e(image, ot
 
     # Routing features of the two inputs; make expert 1 fall below and expert 2 stay above the
     # sentinel for input 0, so the kept set is a strict subset of the repository.
-    spans = liveedit.adapter.spans(inputs["input_ids"], inputs["attention_mask"])
+    spans = liveedit.backbone.spans(inputs["input_ids"], inputs["attention_mask"])
     with torch.no_grad():
         features = modules.input_features(h, spans)
         repository.phi[1] = -repository.phi[0]

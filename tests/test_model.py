@@ -229,7 +229,7 @@ def test_unsupported_model_names_supported_classes():
 
 def test_default_edit_layer_is_two_thirds_of_depth():
     liveedit = make_liveedit("llava")
-    assert liveedit.liveedit_config.edit_layer == int(liveedit.adapter.num_layers * 2 / 3)
+    assert liveedit.liveedit_config.edit_layer == int(liveedit.backbone.num_layers * 2 / 3)
 
 
 def test_config_json_round_trip(tmp_path):

@@ -83,7 +83,7 @@ def test_adapter_modules_sit_on_the_edit_layers_device():
     model.model.vision_tower.to("meta")  # the first parameters are now on another device
     assert next(model.parameters()).device.type == "meta"
     liveedit = get_liveedit_model(model, make_liveedit("llava").liveedit_config, processor)
-    layer = liveedit.adapter.decoder_layers()[liveedit.liveedit_config.edit_layer]
+    layer = liveedit.backbone.decoder_layers()[liveedit.liveedit_config.edit_layer]
     device = next(layer.parameters()).device
     assert device.type == "cpu"
     assert liveedit.liveedit_modules.sentinel.device == device

@@ -55,7 +55,7 @@ def test_packed_states_give_the_features_of_the_full_edit_sequence(bank):
     with torch.no_grad():
         full = liveedit.build_inputs([tiny_image(3)], [QUESTION], ["Lyon"])
         hidden = liveedit.hidden_states_at_edit_layer(full)
-        spans = liveedit.adapter.spans(full["input_ids"], full["attention_mask"], full["labels"])
+        spans = liveedit.backbone.spans(full["input_ids"], full["attention_mask"], full["labels"])
         made = modules.make_experts(hidden, spans)
         packed_hidden, packed_spans = inputs["edit"].batch(torch.tensor([3]), torch.float32)
         query = modules.edit_extractor.visual_query(packed_hidden, packed_spans.prompt)

@@ -114,7 +114,7 @@ def test_rerouting_moves_only_a_dropped_key_along_its_own_input_until_it_passes(
 
     # by hand: the own input's features, and the key's margin over the sentinel
     inputs = liveedit.build_inputs(*edit)
-    spans = liveedit.adapter.spans(inputs["input_ids"], inputs["attention_mask"], inputs["labels"])
+    spans = liveedit.backbone.spans(inputs["input_ids"], inputs["attention_mask"], inputs["labels"])
     with torch.no_grad():
         hidden = liveedit.hidden_states_at_edit_layer(inputs)
         features = liveedit.liveedit_modules.input_features(hidden, spans)

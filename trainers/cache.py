@@ -100,7 +100,7 @@ class _Inject(_PassThrough):
 
 @contextlib.contextmanager
 def _layers_replaced(liveedit: LiveEditModel, hidden: torch.Tensor) -> Iterator[None]:
-    layers = liveedit.adapter.decoder_layers()
+    layers = liveedit.backbone.decoder_layers()
     edit_layer = liveedit.liveedit_config.edit_layer
     originals = [layers[index] for index in range(edit_layer + 1)]
     try:

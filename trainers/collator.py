@@ -79,7 +79,7 @@ class LiveEditDataCollator:
     image_root: str | Path | None = None
 
     def __post_init__(self) -> None:
-        self.adapter = getattr(self.model, "adapter", self.model)
+        self.backbone = getattr(self.model, "adapter", self.model)
 
     def __call__(self, records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         if not records:
@@ -146,7 +146,7 @@ class LiveEditDataCollator:
 
     def _inputs(self, rows: list[_Row]) -> dict[str, torch.Tensor]:
         images = [row.image for row in rows] if rows[0].image is not None else None
-        inputs = self.adapter.build_inputs(
+        inputs = self.backbone.build_inputs(
             images, [row.prompt for row in rows], [row.target for row in rows]
         )
         return dict(inputs)

@@ -72,7 +72,7 @@ def edit_layer_override(
         edit: maps the layer's hidden states ``[B, L, d]`` (and the batch's spans) to new ones.
         spans: image / prompt / answer positions of the batch that will be run.
     """
-    layer = liveedit.adapter.decoder_layers()[liveedit.liveedit_config.edit_layer]
+    layer = liveedit.backbone.decoder_layers()[liveedit.liveedit_config.edit_layer]
 
     def hook(module: nn.Module, args: tuple, output: object) -> object:
         hidden = layer_output_hidden(output)
@@ -264,7 +264,7 @@ class LiveEditTrainingModel(nn.Module):
         model_inputs["use_cache"] = False
         if self._keeps_logits:
             model_inputs["logits_to_keep"] = width + 1
-        spans = self.liveedit.adapter.spans(
+        spans = self.liveedit.backbone.spans(
             inputs["input_ids"], inputs.get("attention_mask"), labels
         )
         cache = self.cache if keys is not None else None

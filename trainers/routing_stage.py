@@ -148,7 +148,7 @@ def collect_routing_states(
             list(images[start : start + batch_size]), list(prompts[start : start + batch_size])
         )
         hidden = liveedit.hidden_states_at_edit_layer(inputs)
-        spans = liveedit.adapter.spans(inputs["input_ids"], inputs.get("attention_mask"))
+        spans = liveedit.backbone.spans(inputs["input_ids"], inputs.get("attention_mask"))
         for row in range(hidden.shape[0]):
             image, prompt = hidden[row, spans.image[row]], hidden[row, spans.prompt[row]]
             rows.append((image.half().cpu(), prompt.half().cpu()))

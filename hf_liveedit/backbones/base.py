@@ -1,13 +1,13 @@
 """The interface between LiveEdit and one family of Hugging Face VLLMs.
 
-Everything family-specific lives behind :class:`BackboneAdapter`: where decoder layer ``l_e``
+Everything family-specific lives behind :class:`BackboneSpec`: where decoder layer ``l_e``
 is, which token ids form the image block, how the processor is called and how prompts are
 formatted. Supporting a new family means one new file with one subclass, registered in
 ``hf_liveedit/backbones/__init__.py``.
 
 Prompts are formatted with the processor's chat template when it has one; otherwise with the
-family's documented default, :attr:`BackboneAdapter.prompt_format` with
-:attr:`BackboneAdapter.image_format` standing for the image (e.g. LLaVA-1.5's
+family's documented default, :attr:`BackboneSpec.prompt_format` with
+:attr:`BackboneSpec.image_format` standing for the image (e.g. LLaVA-1.5's
 ``"USER: <image>\n{prompt} ASSISTANT:"``).
 """
 
@@ -27,7 +27,7 @@ from ..modules import Spans
 IGNORE_INDEX = -100
 
 
-class BackboneAdapter(ABC):
+class BackboneSpec(ABC):
     """Family-specific knowledge LiveEdit needs about a VLLM.
 
     Args:
@@ -36,7 +36,7 @@ class BackboneAdapter(ABC):
         processor: its processor; needed to build edit inputs, optional otherwise.
     """
 
-    #: transformers class names this adapter supports (subclasses of them too).
+    #: transformers class names this spec supports (subclasses of them too).
     model_class_names: ClassVar[tuple[str, ...]] = ()
     #: ``config.model_type`` values of those classes, for models of other classes (e.g. remote
     #: code) built on the same config.

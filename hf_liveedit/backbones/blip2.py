@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from torch import nn
 
-from .base import BackboneAdapter
+from .base import BackboneSpec
 
 
-class Blip2Adapter(BackboneAdapter):
+class Blip2Spec(BackboneSpec):
     """The processor prefixes ``num_query_tokens`` image tokens; the prompt follows them.
 
     BLIP-2 processors have no chat template; prompts default to the usual VQA format,

@@ -6,10 +6,10 @@ from typing import Any
 
 from torch import nn
 
-from .base import BackboneAdapter
+from .base import BackboneSpec
 
 
-class Gemma3Adapter(BackboneAdapter):
+class Gemma3Spec(BackboneSpec):
     """``mm_tokens_per_image`` soft tokens between ``<start_of_image>`` and ``<end_of_image>``.
 
     The processor's ``image_token`` is ``<start_of_image>``, the placeholder it expands into

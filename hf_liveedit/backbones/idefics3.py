@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from torch import nn
 
-from .base import BackboneAdapter
+from .base import BackboneSpec
 
 
-class Idefics3Adapter(BackboneAdapter):
+class Idefics3Spec(BackboneSpec):
     """Image tokens per tile, wrapped in ``<fake_token_around_image>`` and tile tags.
 
     Without a chat template, prompts follow Idefics3's template (the tokenizer adds the BOS):

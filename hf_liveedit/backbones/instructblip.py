@@ -7,10 +7,10 @@ from collections.abc import Sequence
 from PIL import Image
 from transformers import BatchFeature
 
-from .blip2 import Blip2Adapter
+from .blip2 import Blip2Spec
 
 
-class InstructBlipAdapter(Blip2Adapter):
+class InstructBlipSpec(Blip2Spec):
     """BLIP-2's layout; the Q-Former also reads the prompt (``qformer_input_ids``).
 
     InstructBLIP processors have no chat template; the prompt is the bare instruction,

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from torch import nn
 
-from .base import BackboneAdapter
+from .base import BackboneSpec
 
 
-class LlavaAdapter(BackboneAdapter):
+class LlavaSpec(BackboneSpec):
     """Image tokens inline in the text; the language model is ``model.model.language_model``.
 
     Without a chat template, prompts follow LLaVA-1.5: ``"USER: <image>\\n{prompt} ASSISTANT:"``.

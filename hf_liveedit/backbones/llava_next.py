@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from .llava import LlavaAdapter
+from .llava import LlavaSpec
 
 
-class LlavaNextAdapter(LlavaAdapter):
+class LlavaNextSpec(LlavaSpec):
     """Like LLaVA, but an image's token count depends on its size (overview + tiles + newlines).
 
     Spans come from ``input_ids``, so the varying count needs nothing; the default sentinel has

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from .llava_next import LlavaNextAdapter
+from .llava_next import LlavaNextSpec
 
 
-class LlavaOnevisionAdapter(LlavaNextAdapter):
+class LlavaOnevisionSpec(LlavaNextSpec):
     """Anyres image tokens inline, as LLaVA-NeXT; Qwen2's turn markers.
 
     Without a chat template, prompts follow the checkpoints' template:

@@ -8,10 +8,10 @@ from PIL import Image
 from torch import nn
 from transformers import BatchFeature
 
-from .base import BackboneAdapter
+from .base import BackboneSpec
 
 
-class PaliGemmaAdapter(BackboneAdapter):
+class PaliGemmaSpec(BackboneSpec):
     """Image tokens prefix a bidirectional "prefix" (image + BOS + prompt + ``"\\n"``).
 
     The processor lays out ``"<image>" * N + "<bos>" + prompt + "\\n"`` itself, so the default

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from .qwen2_vl import Qwen2VLAdapter
+from .qwen2_vl import Qwen2VLSpec
 
 
-class Qwen2_5_VLAdapter(Qwen2VLAdapter):
+class Qwen2_5_VLSpec(Qwen2VLSpec):
     """Same decoder, image block and prompt format as Qwen2-VL (the vision tower differs)."""
 
     model_class_names = ("Qwen2_5_VLForConditionalGeneration",)

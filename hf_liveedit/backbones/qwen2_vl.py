@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from torch import nn
 
-from .base import BackboneAdapter
+from .base import BackboneSpec
 
 
-class Qwen2VLAdapter(BackboneAdapter):
+class Qwen2VLSpec(BackboneSpec):
     """Image tokens between ``<|vision_start|>`` and ``<|vision_end|>``; dynamic resolution.
 
     Without a chat template, prompts follow the checkpoints' template, default system turn

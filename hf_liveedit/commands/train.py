@@ -360,7 +360,7 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"training {sum(p.numel() for p in liveedit.liveedit_modules.parameters()):,} LiveEdit "
         f"parameters on {len(dataset)} records (layer {liveedit.liveedit_config.edit_layer} of "
-        f"{liveedit.adapter.num_layers}, d_m {config.module_dim}); output: {output_dir}"
+        f"{liveedit.backbone.num_layers}, d_m {config.module_dim}); output: {output_dir}"
     )
     result = trainer.train(resume_from_checkpoint=resume)
     trainer.save_model(str(output_dir))

@@ -13,7 +13,7 @@ from PIL import Image
 from torch import nn
 from transformers import BatchFeature
 
-from hf_liveedit.backbones import get_backbone_adapter
+from hf_liveedit.backbones import get_backbone_spec
 from hf_liveedit.evaluation.cases import Sample
 from hf_liveedit.evaluation.metrics import IGNORE_INDEX
 from hf_liveedit.images import load_image
@@ -32,7 +32,7 @@ class Editor(ABC):
     :meth:`reset` and :meth:`close`.
 
     Args:
-        model: the base VLLM (a family :func:`hf_liveedit.get_backbone_adapter` supports).
+        model: the base VLLM (a family :func:`hf_liveedit.get_backbone_spec` supports).
         processor: its processor.
     """
 
@@ -44,7 +44,7 @@ class Editor(ABC):
     def __init__(self, model: nn.Module, processor: Any):
         self.model = model
         self.processor = processor
-        self.adapter = get_backbone_adapter(model, processor)
+        self.backbone = get_backbone_spec(model, processor)
         self.device = next(model.parameters()).device
         # Batched greedy generation continues on the right, so prompts are padded on the left
         # (build_inputs already left-pads teacher-forced inputs).
@@ -77,7 +77,7 @@ class Editor(ABC):
         """
         if images is not None:
             images = [load_image(image) for image in images]
-        return self.adapter.build_inputs(images, list(prompts), targets).to(self.device)
+        return self.backbone.build_inputs(images, list(prompts), targets).to(self.device)
 
     @torch.no_grad()
     def logits(self, inputs: BatchFeature, keep: int) -> torch.Tensor:

@@ -76,10 +76,10 @@ class FTLEditor(FineTuneEditor):
 
     def __init__(self, model: nn.Module, processor: Any, lr: float = 1e-3, steps: int = 25):
         super().__init__(model, processor, lr, steps)
-        self.tail = LayerTail(model, self.adapter, self.adapter.num_layers - 1)
+        self.tail = LayerTail(model, self.backbone, self.backbone.num_layers - 1)
 
     def trained_module(self) -> nn.Module:
-        return self.adapter.decoder_layers()[-1].mlp
+        return self.backbone.decoder_layers()[-1].mlp
 
     def edit_loss_fn(self, inputs: BatchFeature) -> Callable[[], torch.Tensor]:
         captured = self.tail.capture(inputs)

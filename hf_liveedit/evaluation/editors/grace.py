@@ -94,12 +94,12 @@ class GraceEditor(Editor):
         steps: int = 20,
     ):
         super().__init__(model, processor)
-        self.layer = int(self.adapter.num_layers * 2 / 3) if layer is None else layer
+        self.layer = int(self.backbone.num_layers * 2 / 3) if layer is None else layer
         self.eps, self.lr, self.steps = eps, lr, steps
-        module = self.adapter.decoder_layers()[self.layer].mlp.down_proj
-        self.spans = StepSpans(self.adapter)
+        module = self.backbone.decoder_layers()[self.layer].mlp.down_proj
+        self.spans = StepSpans(self.backbone)
         self.codebook = _Codebook(self.spans, module.in_features, module.out_features, self.device)
-        self.tail = LayerTail(model, self.adapter, self.layer)
+        self.tail = LayerTail(model, self.backbone, self.layer)
         self._handle = module.register_forward_hook(self.codebook)
 
     def edit(self, sample: Sample) -> None:

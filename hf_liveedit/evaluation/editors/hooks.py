@@ -11,7 +11,7 @@ import torch
 from torch import nn
 from transformers import BatchFeature
 
-from hf_liveedit.backbones import BackboneAdapter
+from hf_liveedit.backbones import BackboneSpec
 from hf_liveedit.modules import Spans
 
 
@@ -28,8 +28,8 @@ class StepSpans:
         adapter: the backbone adapter of the model.
     """
 
-    def __init__(self, adapter: BackboneAdapter):
-        self.adapter = adapter
+    def __init__(self, adapter: BackboneSpec):
+        self.backbone = adapter
         self.spans: Spans | None = None
         self.decoding = False
         self._labels: torch.Tensor | None = None
@@ -43,7 +43,7 @@ class StepSpans:
         input_ids = kwargs.get("input_ids", args[0] if args else None)
         if not self.decoding and input_ids is not None:
             labels = kwargs.get("labels", self._labels)
-            self.spans = self.adapter.spans(input_ids, kwargs.get("attention_mask"), labels)
+            self.spans = self.backbone.spans(input_ids, kwargs.get("attention_mask"), labels)
 
     @contextlib.contextmanager
     def answers(self, labels: torch.Tensor) -> Iterator[None]:
@@ -97,7 +97,7 @@ class LayerTail:
         start: index of the first decoder layer of the tail.
     """
 
-    def __init__(self, model: nn.Module, adapter: BackboneAdapter, start: int):
+    def __init__(self, model: nn.Module, adapter: BackboneSpec, start: int):
         self.model = model
         self.layers = adapter.decoder_layers()
         if not 0 <= start < len(self.layers):

@@ -64,9 +64,9 @@ class LEMoEEditor(Editor):
         temperature: float = 0.1,
     ):
         super().__init__(model, processor)
-        self.layer = self.adapter.num_layers - 1 if layer is None else layer
+        self.layer = self.backbone.num_layers - 1 if layer is None else layer
         self.lr, self.steps, self.temperature = lr, steps, temperature
-        mlp = self.adapter.decoder_layers()[self.layer].mlp
+        mlp = self.backbone.decoder_layers()[self.layer].mlp
         self.targets = [
             name
             for name, module in model.named_modules()
@@ -75,17 +75,17 @@ class LEMoEEditor(Editor):
         self.lora_config = LoraConfig(
             r=rank, lora_alpha=alpha, lora_dropout=0.0, target_modules=self.targets
         )
-        self.spans = StepSpans(self.adapter)
-        self.tail = LayerTail(model, self.adapter, self.layer)
-        self.keys = torch.zeros(0, self.adapter.hidden_size, device=self.device)
-        self.anchors = torch.zeros(0, self.adapter.hidden_size, device=self.device)
+        self.spans = StepSpans(self.backbone)
+        self.tail = LayerTail(model, self.backbone, self.layer)
+        self.keys = torch.zeros(0, self.backbone.hidden_size, device=self.device)
+        self.anchors = torch.zeros(0, self.backbone.hidden_size, device=self.device)
         self.route: list[str] | None = None  # adapter name per sample of the current batch
         self.forced: str | None = None  # while training: every sample uses this expert
         self.query: torch.Tensor | None = None
         self.peft_model = None
         self._lora_handles: list[Any] = []
         self._requires_grad = {name: p.requires_grad for name, p in model.named_parameters()}
-        self._router = self.adapter.decoder_layers()[self.layer].register_forward_pre_hook(
+        self._router = self.backbone.decoder_layers()[self.layer].register_forward_pre_hook(
             self._choose_experts, with_kwargs=True
         )
 

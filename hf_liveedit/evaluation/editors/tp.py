@@ -88,9 +88,9 @@ class TPEditor(Editor):
     ):
         super().__init__(model, processor)
         self.lr, self.steps, self.margin, self.memory_size = lr, steps, margin, memory_size
-        layer = self.adapter.decoder_layers()[-1]
-        hidden = self.adapter.hidden_size
-        self.tail = LayerTail(model, self.adapter, self.adapter.num_layers - 1)
+        layer = self.backbone.decoder_layers()[-1]
+        hidden = self.backbone.hidden_size
+        self.tail = LayerTail(model, self.backbone, self.backbone.num_layers - 1)
         self.patch = _Patch(hidden, hidden, self.device)
         self.memory = torch.zeros(0, hidden, device=self.device)
         self._handle = layer.mlp.register_forward_hook(self.patch)
@@ -105,7 +105,7 @@ class TPEditor(Editor):
         predicts[:, :-1] = labels[:, 1:] != IGNORE_INDEX
         valid = inputs["attention_mask"].bool()
         # The FFN input does not depend on the patch: read it from one pass with a no-op neuron.
-        hidden = self.adapter.hidden_size
+        hidden = self.backbone.hidden_size
         zero = torch.zeros(hidden, device=self.device)
         self.patch.training = (zero, zero.new_zeros(()), zero)
         with torch.no_grad():
