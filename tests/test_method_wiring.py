@@ -31,6 +31,7 @@ from hf_liveedit.trainers import (
     LiveEditTrainingArguments,
     LiveEditTrainingModel,
 )
+from test_trainer import make_records
 
 from hf_liveedit import routing
 from hf_liveedit.testing.tiny_models import tiny_image, tiny_llava
@@ -221,25 +222,6 @@ def test_text_only_inputs_are_routed_only_when_configured(image, edit_text_only_
 
 
 # --- training losses against the method's formulas ---------------------------------------------
-
-
-def make_records(count: int) -> list[dict]:
-    """MMEdit-format records with tiny images (edit, both rephrases, both locality rows)."""
-    return [
-        {
-            "src": f"Which city is shown in picture {i}?",
-            "rephrase": f"Name the city of picture {i}.",
-            "alt": ["Lyon", "Paris", "Rome", "Oslo"][i % 4],
-            "image": tiny_image(i),
-            "image_rephrase": tiny_image(50 + i),
-            "loc": "nq question: who wrote hamlet",
-            "loc_ans": "Shakespeare",
-            "m_loc": tiny_image(100 + i),
-            "m_loc_q": "What colour is it?",
-            "m_loc_a": "red",
-        }
-        for i in range(count)
-    ]
 
 
 @pytest.fixture(scope="module")
