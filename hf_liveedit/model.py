@@ -30,11 +30,10 @@ from .persistence import (
     GENERATOR_WEIGHTS_NAME,
     atomic_directory,
     cast_floats,
-    check_base_model_sha256,
-    check_fingerprint,
+    check_base_model,
     check_format_version,
-    check_generator_sha256,
     read_edit_records,
+    read_generator,
     read_json,
     read_safetensors,
     recover_leftovers,
@@ -575,14 +574,9 @@ class LiveEditModel(nn.Module):
         meta = read_json(edits_path, ("base_model_fingerprint", "generator_sha256", "edits"))
         check_format_version(meta, edits_path)
         what = f"The experts in {folder}"
-        check_fingerprint(self.fingerprint(), meta["base_model_fingerprint"], what)
-        if meta.get("base_model_sha256") is not None:
-            check_base_model_sha256(
-                meta["base_model_sha256"],
-                self.base_model_sha256(),
-                what,
-                allow_base_model_mismatch,
-            )
+        check_base_model(
+            meta, self.fingerprint(), self.base_model_sha256, what, allow_base_model_mismatch
+        )
         if not allow_generator_mismatch and meta["generator_sha256"] != self.generator_sha256():
             raise ValueError(
                 f"The experts in {folder} were made by a different generator (sha256 "
@@ -667,19 +661,18 @@ class LiveEditModel(nn.Module):
         backbone = get_backbone_spec(model, processor)
         expected = {**backbone.fingerprint(), "edit_layer": config.edit_layer}
         what = f"The adapter in {folder}"
-        check_fingerprint(expected, extra["base_model_fingerprint"], what)
-        if extra.get("base_model_sha256") is not None:  # checked before the hooks are attached
-            check_base_model_sha256(
-                extra["base_model_sha256"],
-                state_dict_sha256(model.state_dict()),
-                what,
-                allow_base_model_mismatch,
-            )
+        check_base_model(  # before the hooks are attached
+            extra,
+            expected,
+            lambda: state_dict_sha256(model.state_dict()),
+            what,
+            allow_base_model_mismatch,
+        )
         # read and verified before the hooks are attached: a refused file leaves `model` as it was
         generator_path = folder / GENERATOR_WEIGHTS_NAME
-        state = read_safetensors(generator_path)
-        state = cast_floats(state, config.torch_module_dtype, generator_path, "module_dtype")
-        check_generator_sha256(state, extra.get("generator_sha256"), generator_path)
+        state = read_generator(
+            generator_path, config.torch_module_dtype, extra.get("generator_sha256")
+        )
         liveedit = cls(model, config, processor)
         try:
             try:

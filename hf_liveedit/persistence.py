@@ -28,7 +28,7 @@ import stat
 import uuid
 import warnings
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -57,22 +57,33 @@ def state_dict_sha256(state_dict: dict[str, torch.Tensor]) -> str:
     return digest.hexdigest()
 
 
-def check_base_model_sha256(
-    recorded: str | None, current: str, what: str, allow_mismatch: bool = False
+def check_base_model(
+    found: dict[str, Any],
+    fingerprint: dict[str, Any],
+    sha256: Callable[[], str],
+    what: str,
+    allow_mismatch: bool = False,
 ) -> None:
-    """Refuse (or, with ``allow_mismatch``, loudly warn about) weights made for another backbone.
+    """Refuse a file made for another base model: other architecture, or the same with other weights.
 
     Args:
-        recorded: ``base_model_sha256`` read from the file; ``None`` for files saved before
-            hf-liveedit recorded it (accepted: only the fingerprint can be checked then).
-        current: :meth:`LiveEditModel.base_model_sha256` of the model they are loaded onto.
+        found: the file's metadata (``base_model_fingerprint``, and ``base_model_sha256`` unless
+            it was saved before hf-liveedit recorded it: then only the fingerprint is checked).
+        fingerprint: the fingerprint of the model it is loaded onto.
+        sha256: computes that model's :meth:`LiveEditModel.base_model_sha256`; called only when
+            the file records one (hashing the weights takes about 1 s per 500 MB).
         what: What is being loaded, for the message (e.g. "The adapter in out/").
-        allow_mismatch: Warn instead of raising.
+        allow_mismatch: Warn instead of raising when only the weights differ.
 
     Raises:
-        ValueError: The hashes differ and ``allow_mismatch`` is False.
+        ValueError: The fingerprints differ, or the hashes differ and ``allow_mismatch`` is False.
     """
-    if recorded is None or recorded == current:
+    check_fingerprint(fingerprint, found["base_model_fingerprint"], what)
+    recorded = found.get("base_model_sha256")
+    if recorded is None:
+        return
+    current = sha256()
+    if recorded == current:
         return
     message = (
         f"{what} was made for a base model whose weights hash to {recorded[:16]}..., but this "
@@ -233,6 +244,16 @@ def check_generator_sha256(
             "recorded beside it when it was saved: the file is corrupt or was changed. "
             "Download or save the adapter again."
         )
+
+
+def read_generator(path: Path, dtype: torch.dtype, recorded_sha256: str | None) -> dict:
+    """The generator weights of ``path`` in the modules' ``dtype``, verified against their hash.
+
+    See :func:`read_safetensors`, :func:`cast_floats` and :func:`check_generator_sha256`.
+    """
+    state = cast_floats(read_safetensors(path), dtype, path, "module_dtype")
+    check_generator_sha256(state, recorded_sha256, path)
+    return state
 
 
 def read_edit_records(entries: Any, path: Path) -> list[EditRecord]:

@@ -20,11 +20,8 @@ from hf_liveedit.persistence import (
     EDITS_NAME,
     EXPERTS_WEIGHTS_NAME,
     GENERATOR_WEIGHTS_NAME,
-    cast_floats,
-    check_base_model_sha256,
-    check_fingerprint,
-    check_generator_sha256,
-    read_safetensors,
+    check_base_model,
+    read_generator,
     require_keys,
 )
 
@@ -350,17 +347,15 @@ class LiveEditTrainer(Trainer):
         require_keys(extra, ["base_model_fingerprint"], config_file(folder))
         liveedit = self.liveedit
         what = f"The checkpoint in {folder}"
-        check_fingerprint(liveedit.fingerprint(), extra["base_model_fingerprint"], what)
-        if extra.get("base_model_sha256") is not None:
-            check_base_model_sha256(
-                extra["base_model_sha256"],
-                liveedit.base_model_sha256(),
-                what,
-                allow_base_model_mismatch,
-            )
+        check_base_model(
+            extra,
+            liveedit.fingerprint(),
+            liveedit.base_model_sha256,
+            what,
+            allow_base_model_mismatch,
+        )
         path = folder / GENERATOR_WEIGHTS_NAME
-        state = cast_floats(read_safetensors(path), config.torch_module_dtype, path, "module_dtype")
-        check_generator_sha256(state, extra.get("generator_sha256"), path)
+        state = read_generator(path, config.torch_module_dtype, extra.get("generator_sha256"))
         try:
             liveedit.liveedit_modules.load_state_dict(state)
         except RuntimeError as error:  # other tensor names or shapes
