@@ -17,9 +17,11 @@ import importlib
 import sys
 import traceback
 from collections.abc import Sequence
-from typing import NoReturn
+from dataclasses import fields
+from pathlib import Path
+from typing import Any, NoReturn
 
-from hf_liveedit.commands import UsageError
+from hf_liveedit.commands import UsageError, reading
 
 PROG = "hf-liveedit"
 
@@ -47,13 +49,17 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{command}: {message}" if command else message)
 
 
-def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+def build_parser(
+    command: str | None = None, config_file: str | None = None
+) -> argparse.ArgumentParser:
     """Build the top-level parser with one sub-parser per command.
 
     Args:
         command: The command being run. Flags generated from dataclasses (a command's
             ``argument_parser()``) need transformers, so only this command's are built; the
             others are listed with their help line.
+        config_file: A YAML file of that command's settings (``--config``), used as the
+            defaults of its generated flags.
     """
     parser = _Parser(
         prog=PROG, description="Lifelong knowledge editing for vision-language models."
@@ -65,15 +71,56 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     for name, module_name in COMMANDS.items():
         module = importlib.import_module(f"hf_liveedit.commands.{module_name}")
         heavy = name == command and hasattr(module, "argument_parser")
+        generated = module.argument_parser() if heavy else None
         command_parser = sub.add_parser(
             name,
             help=module.HELP,
             description=module.HELP,
-            parents=[module.argument_parser()] if heavy else [],
+            parents=[generated] if generated else [],
         )
         module.add_arguments(command_parser)
         command_parser.set_defaults(_run=module.run)
+        if generated is not None:
+            command_parser.add_argument(
+                "--config",
+                metavar="FILE.yaml",
+                help="settings by flag name (underscores); flags given here override them",
+            )
+            if config_file:
+                command_parser.set_defaults(**_read_config(config_file, generated))
     return parser
+
+
+def _read_config(path: str, generated: argparse.ArgumentParser) -> dict[str, Any]:
+    """The settings of a YAML file, as defaults of the flags that ``generated`` parses.
+
+    Raises:
+        UsageError: the file is missing or not a YAML mapping, or names no such setting.
+    """
+    import yaml
+
+    with reading(f"--config {path}", (OSError, UnicodeDecodeError, yaml.YAMLError)):
+        loaded = yaml.safe_load(Path(path).read_text()) or {}
+    if not isinstance(loaded, dict):
+        raise UsageError(f"--config {path}: expected a mapping of settings")
+    known = {f.name for kind in generated.dataclass_types for f in fields(kind) if f.init}
+    unknown = sorted(map(str, set(loaded) - known))
+    if unknown:
+        raise UsageError(f"--config {path}: unknown settings {unknown}")
+    # as strings, argparse converts (and checks) them with the flag's type like typed flags
+    scalar = (bool, int, float, str)
+    return {key: str(value) if isinstance(value, scalar) else value for key, value in loaded.items()}
+
+
+def _config_file(argv: Sequence[str]) -> str | None:
+    """The value of ``--config`` in ``argv`` (the last one given), if any."""
+    found = None
+    for index, arg in enumerate(argv):
+        if arg == "--config" and index + 1 < len(argv):
+            found = argv[index + 1]
+        elif arg.startswith("--config="):
+            found = arg.split("=", 1)[1]
+    return found
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -89,7 +136,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # the first word that is not an option is the command (top-level options take no value)
     command = next((arg for arg in argv if not arg.startswith("-")), None)
     try:
-        args = build_parser(command).parse_args(argv)
+        args = build_parser(command, _config_file(argv)).parse_args(argv)
         return int(args._run(args) or 0)
     except UsageError as error:
         if "--debug" in argv:  # also when parsing failed, before args.debug existed

@@ -21,6 +21,8 @@ CONFIG_NAME = "liveedit_config.json"
 LEGACY_CONFIG_NAME = "adapter_config.json"
 CONFIG_NAMES = (CONFIG_NAME, LEGACY_CONFIG_NAME)
 PEFT_TYPE = "LIVEEDIT"
+#: Values of ``LiveEditConfig.hard_routing``.
+HARD_ROUTING = ("sentinel", "image_key")
 
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -84,6 +86,32 @@ class LiveEditConfig:
             "score, which sees only the prompt, so every kept edit of one relation gets the same "
             "weight; w > 0 (with a router trained for it, see hf_liveedit.trainers.routing_stage) "
             "gives the weight to the edit whose image matches."
+        },
+    )
+    hard_routing: str = field(
+        default="sentinel",
+        metadata={
+            "help": "How the hard filter decides which experts an input keeps. 'sentinel' is the "
+            "paper's: sim(phi_in, phi_e) > sim(phi_in, phi_sentinel) with learned, prompt-guided "
+            "features. 'image_key' (beyond the paper, see docs/routing.md): keep iff the cosine "
+            "of the input's and the edit's image keys (a fitted fingerprint of the image tokens "
+            "at layer l_e) exceeds image_key_threshold: an edit's own picture passes in any "
+            "phrasing, other pictures (neighbouring entities) do not; other renderings of the "
+            "entity rarely do either."
+        },
+    )
+    image_key_positions: int = field(
+        default=16,
+        metadata={
+            "help": "With hard_routing='image_key': segments G the image tokens are pooled into "
+            "(num_queries * module_dim must be divisible by it)."
+        },
+    )
+    image_key_threshold: float = field(
+        default=0.95,
+        metadata={
+            "help": "With hard_routing='image_key': cosine an input's image key must exceed to "
+            "keep an edit (hf-liveedit train-router picks it on held-out training entities)."
         },
     )
     verify_edits: bool = field(
@@ -155,6 +183,7 @@ class LiveEditConfig:
             ("num_sentinel_tokens", 1),
             ("edit_layer", 0),  # the upper bound depends on the model (get_liveedit_model)
             ("refine_steps", 0),
+            ("image_key_positions", 1),
         ):
             value = getattr(self, name)
             if value is None and name in ("num_sentinel_tokens", "edit_layer"):
@@ -178,6 +207,23 @@ class LiveEditConfig:
             raise ValueError(
                 "soft_routing_visual_weight must be a finite number >= 0, got "
                 f"{self.soft_routing_visual_weight!r}"
+            )
+        if self.hard_routing not in HARD_ROUTING:
+            raise ValueError(
+                f"hard_routing must be one of {', '.join(HARD_ROUTING)}, got {self.hard_routing!r}"
+            )
+        if (
+            self.hard_routing == "image_key"
+            and (self.num_queries * self.module_dim) % self.image_key_positions
+        ):
+            raise ValueError(
+                f"num_queries * module_dim ({self.num_queries * self.module_dim}) must be "
+                f"divisible by image_key_positions ({self.image_key_positions})"
+            )
+        _check_real("image_key_threshold", self.image_key_threshold)
+        if not -1 <= self.image_key_threshold < 1:
+            raise ValueError(
+                f"image_key_threshold must be a cosine in [-1, 1), got {self.image_key_threshold!r}"
             )
         for name in ("edit_text_only_inputs", "verify_edits", "inference_mode"):
             if not isinstance(getattr(self, name), bool):

@@ -78,6 +78,7 @@ LOSSES = "tests/test_losses.py"
 METRICS = "tests/test_evaluation_metrics.py"
 INTEGRITY = "tests/test_integrity.py"
 VERIFY = "tests/test_verification.py"
+IMAGE_KEY = "tests/test_image_key.py"
 
 MUTATIONS: tuple[Mutation, ...] = (
     # --- routing and fusion (PyTorch reference) ---------------------------------------------
@@ -430,6 +431,38 @@ MUTATIONS: tuple[Mutation, ...] = (
         '"loc": _rates([(p, a) for p, (_, _, a) in zip(m_loc_answers, m_loc)]),',
         (HUB,),
         "base accuracy scores the image-locality answers as text locality",
+    ),
+    Mutation(
+        "image-key-threshold-ignored",
+        "hf_liveedit/modules/liveedit.py",
+        "return InputFeatures(phi, psi, self.image_key_threshold * phi, routable)",
+        "return InputFeatures(phi, psi, 0.0 * phi, routable)",
+        (IMAGE_KEY,),
+        "the image-key filter compares with 0 instead of the threshold (keeps any positive cosine)",
+    ),
+    Mutation(
+        "image-key-not-centred",
+        "hf_liveedit/modules/image_key.py",
+        "pooled = pool_image_tokens(hidden, image, self.positions) - self.center.float()",
+        "pooled = pool_image_tokens(hidden, image, self.positions)",
+        (IMAGE_KEY,),
+        "the image key ignores the fitted centre",
+    ),
+    Mutation(
+        "image-key-pool-drops-last-token",
+        "hf_liveedit/modules/image_key.py",
+        "& (rank[:, None, :] < end[..., None])",
+        "& (rank[:, None, :] < end[..., None] - 1)",
+        (IMAGE_KEY,),
+        "pooling segments leave out their last image token",
+    ),
+    Mutation(
+        "image-key-threshold-rate-loose",
+        "trainers/routing_stage.py",
+        "if all(r[i] <= max_rate for r in rates.values())",
+        "if all(r[i] <= max_rate + 0.5 for r in rates.values())",
+        (IMAGE_KEY,),
+        "the threshold sweep accepts false-keep rates above the limit",
     ),
     Mutation(
         "demo-tiny-no-edit",

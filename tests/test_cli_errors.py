@@ -6,7 +6,6 @@ runs in seconds; ``--debug`` adds the traceback, and a genuine bug still raises.
 
 from __future__ import annotations
 
-import argparse
 import json
 import subprocess
 import sys
@@ -14,9 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from hf_liveedit import cli
+from hf_liveedit import LiveEditConfig, cli
 from hf_liveedit.commands import build_backbone
-from hf_liveedit.commands.train import resolve_settings
 
 
 @pytest.fixture
@@ -57,7 +55,7 @@ def train(data: Path, tmp_path: Path, *extra: str) -> list[str]:
         "tiny",
         "--data",
         str(data),
-        "--output-dir",
+        "--output_dir",
         str(tmp_path / "out"),
         *extra,
     ]
@@ -85,10 +83,12 @@ def evaluate(data: Path, tmp_path: Path, *extra: str) -> list[str]:
         ("backbone: [tiny\n", ("--config",)),  # not YAML
         ("- a list\n", ("expected a mapping",)),
         ("bogus_key: 1\n", ("unknown settings ['bogus_key']",)),
-        ("max_steps: -5\n", ("max_steps", ">= 1", "-5")),
-        ("batch_size: eight\n", ("batch_size", "expected an integer")),
-        ("learning_rate: .nan\n", ("learning_rate",)),
-        ("cache_hidden_states: 3\n", ("cache_hidden_states", "bool")),
+        ("batch_size: 8\n", ("unknown settings ['batch_size']",)),  # the flag's old name
+        ("max_records: -5\n", ("max_records", ">= 1", "-5")),
+        ("per_device_train_batch_size: eight\n", ("per_device_train_batch_size", "'eight'")),
+        ("soft_routing_visual_weight: .nan\n", ("soft_routing_visual_weight",)),
+        ("cache_hidden_states: 3\n", ("cache_hidden_states", "got 3")),
+        ("lr_scheduler_type: nope\n", ("settings", "nope", "SchedulerType")),
     ],
 )
 def test_train_refuses_a_bad_yaml_config(yaml_text, expected, data, tmp_path, capsys):
@@ -101,18 +101,19 @@ def test_train_refuses_a_bad_yaml_config(yaml_text, expected, data, tmp_path, ca
 @pytest.mark.parametrize(
     "extra, expected",
     [
-        (("--max-steps", "-5"), ("--max-steps", ">= 1, got -5")),
-        (("--max-steps", "0"), ("--max-steps",)),
-        (("--batch-size", "two"), ("--batch-size", "'two'")),
-        (("--max-records", "0"), ("--max-records: expected an integer >= 1, got 0",)),
+        (("--per_device_train_batch_size", "two"), ("--per_device_train_batch_size", "'two'")),
+        (("--max_records", "0"), ("--max_records: expected an integer >= 1, got 0",)),
         (("--backbone", "/nonexistent/model"), ("--backbone /nonexistent/model", "no such folder")),
         (("--backbone", "./models/x"), ("--backbone",)),
-        (("--init-from", "/nonexistent"), ("--init-from", "no such folder")),
-        (("--output-dir", "/nonexistent/a/b"), ("--output-dir", "parent folder")),
-        (("--module-dim", "30", "--num-heads", "4"), ("divisible by num_heads",)),
-        (("--expert-scale", "inf"), ("--expert-scale", "finite", "inf")),
-        (("--lr-scheduler-type", "nope"), ("settings", "nope")),
-        (("--resume", "x", "--init-from", "y"), ("exclude each other",)),
+        (("--init_from", "/nonexistent"), ("--init_from", "no such folder")),
+        (("--output_dir", "/nonexistent/a/b"), ("--output_dir", "parent folder")),
+        (("--module_dim", "30", "--num_heads", "4"), ("divisible by num_heads",)),
+        (("--expert_scale", "inf"), ("settings", "expert_scale", "finite", "inf")),
+        (("--hard_routing", "nearest"), ("settings", "hard_routing", "nearest")),
+        (("--lr_scheduler_type", "nope"), ("--lr_scheduler_type", "nope")),
+        (("--rel_weight", "-1"), ("settings", "rel_weight", "-1")),
+        (("--resume", "x", "--init_from", "y"), ("exclude each other",)),
+        (("--batch-size", "2"), ("unrecognized arguments: --batch-size",)),
     ],
 )
 def test_train_refuses_bad_flags_before_loading(extra, expected, data, tmp_path, capsys):
@@ -125,18 +126,28 @@ def test_train_refuses_bad_flags_before_loading(extra, expected, data, tmp_path,
     fails(argv, capsys, tmp_path, *expected)
 
 
-def test_train_reads_yaml_exponents_without_a_dot_as_numbers(tmp_path):
-    """PyYAML reads ``1e-4`` as a string; it is the learning rate the user meant."""
+def test_train_settings_come_from_the_dataclasses_the_yaml_file_and_the_flags(tmp_path):
+    """Defaults from the dataclasses (and the command's own), then the file, then the flags."""
+    from hf_liveedit.commands.train import split_settings
+
     config = tmp_path / "train.yaml"
-    config.write_text("learning_rate: 1e-4\nbatch_size: 2\n")
-    settings = resolve_settings(argparse.Namespace(config=str(config), max_steps=3))
-    assert settings["learning_rate"] == 1e-4 and settings["batch_size"] == 2
-    assert settings["max_steps"] == 3  # the flag wins over the file
+    config.write_text("learning_rate: 1e-4\nper_device_train_batch_size: 2\nmax_steps: 9\n")
+    argv = ["train", "--config", str(config), "--max_steps", "3", "--report_to", "none"]
+    args = cli.build_parser("train", str(config)).parse_args(argv)
+    script, liveedit_config, training_args = split_settings(args)
+    assert training_args.learning_rate == 1e-4  # PyYAML reads 1e-4 as a string: converted
+    assert training_args.per_device_train_batch_size == 2
+    assert training_args.max_steps == 3  # the flag wins over the file
+    assert training_args.dataloader_drop_last and training_args.cache_hidden_states
+    assert training_args.output_dir == "liveedit-default"
+    assert liveedit_config.module_dim == LiveEditConfig().module_dim  # the library's default
+    assert script.backbone == "default"
 
 
 def test_train_refuses_a_batch_larger_than_the_data(data, tmp_path, capsys):
     """10 records, batches of 64 with drop_last: no step; refused, no untrained generator."""
-    fails(train(data, tmp_path, "--batch-size", "64"), capsys, tmp_path, "--batch-size 64", "10")
+    argv = train(data, tmp_path, "--per_device_train_batch_size", "64")
+    fails(argv, capsys, tmp_path, "--per_device_train_batch_size 64", "10")
 
 
 def test_train_refuses_a_missing_data_file(tmp_path, capsys):
@@ -211,7 +222,7 @@ def test_other_commands_refuse_bad_arguments(argv, expected, tmp_path, capsys):
     "extra, expected",
     [
         (("--validation_fraction", "1.5"), ("--validation_fraction",)),
-        (("--steps", "0"), ("settings", "steps")),
+        (("--steps", "-1"), ("settings", "steps")),
         (("--generator", "/nonexistent"), ("--generator",)),
     ],
 )
@@ -257,3 +268,15 @@ def test_train_router_help_still_lists_its_dataclass_flags(capsys):
         cli.main(["train-router", "--help"])
     assert exit_info.value.code == 0
     assert "--validation_fraction" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("name", ["train.yaml", "finetune.yaml"])
+def test_the_packaged_generators_training_files_are_valid_train_configs(name):
+    from hf_liveedit.commands.train import split_settings
+    from hf_liveedit.pretrained import default_generator_dir
+
+    config = str(default_generator_dir() / name)
+    args = cli.build_parser("train", config).parse_args(["train", "--config", config])
+    script, liveedit_config, training_args = split_settings(args)
+    assert script.backbone == "default" and training_args.per_device_train_batch_size == 8
+    assert training_args.lr_scheduler_type == "cosine"

@@ -102,7 +102,7 @@ def test_routing_stage_trains_only_the_router(bank):
 
 def test_stage_arguments_and_visual_weight_are_checked():
     with pytest.raises(ValueError, match="steps"):
-        RoutingStageArguments(steps=0)
+        RoutingStageArguments(steps=-1)
     with pytest.raises(ValueError, match="temperature"):
         RoutingStageArguments(temperature=0.0)
     with pytest.raises(ValueError, match="soft_routing_visual_weight"):
@@ -111,13 +111,11 @@ def test_stage_arguments_and_visual_weight_are_checked():
         LiveEditConfig(soft_routing_visual_weight=-1.0)
 
 
-def test_train_router_command_on_a_tiny_benchmark(tmp_path):
+def _tiny_benchmark(directory) -> None:
+    """A 12-record train split (pictures, other renderings, locality pictures) in ``directory``."""
     import json
 
-    from hf_liveedit import LiveEditModel, cli
-    from hf_liveedit.testing.tiny_models import tiny_llava
-
-    (tmp_path / "images").mkdir()
+    (directory / "images").mkdir()
     rows = []
     for i in range(12):
         paths = {}
@@ -127,7 +125,7 @@ def test_train_router_command_on_a_tiny_benchmark(tmp_path):
             ("m_loc", tiny_image(500 + i)),
         ):
             paths[field] = f"images/{field}-{i}.png"
-            image.save(tmp_path / paths[field])
+            image.save(directory / paths[field])
         rows.append(
             {
                 "src": QUESTION,
@@ -144,7 +142,16 @@ def test_train_router_command_on_a_tiny_benchmark(tmp_path):
                 **paths,
             }
         )
-    (tmp_path / "train.json").write_text(json.dumps(rows))
+    (directory / "train.json").write_text(json.dumps(rows))
+
+
+def test_train_router_command_on_a_tiny_benchmark(tmp_path):
+    import json
+
+    from hf_liveedit import LiveEditModel, cli
+    from hf_liveedit.testing.tiny_models import tiny_llava
+
+    _tiny_benchmark(tmp_path)
     source = make_liveedit("llava")
     source.save_pretrained(tmp_path / "generator")
     args = ["train-router", "--backbone", "tiny", "--benchmark_dir", str(tmp_path)]
@@ -165,3 +172,31 @@ def test_train_router_command_on_a_tiny_benchmark(tmp_path):
     # a second run reuses the cached states
     assert (tmp_path / "states.pt").is_file()
     assert cli.main([*args[:-2], "--states_cache", str(tmp_path / "states.pt")]) == 0
+
+
+def test_train_router_command_fits_the_image_key_and_picks_its_threshold(tmp_path):
+    import json
+
+    from hf_liveedit import LiveEditModel, cli
+    from hf_liveedit.testing.tiny_models import tiny_llava
+
+    _tiny_benchmark(tmp_path)
+    make_liveedit("llava").save_pretrained(tmp_path / "generator")
+    args = ["train-router", "--backbone", "tiny", "--benchmark_dir", str(tmp_path)]
+    args += ["--generator", str(tmp_path / "generator"), "--output_dir", str(tmp_path / "out")]
+    args += ["--hard_routing", "image_key", "--image_key_positions", "4", "--steps", "0"]
+    args += ["--validation_fraction", "0.25"]
+    assert cli.main(args) == 0
+    summary = json.loads((tmp_path / "out" / "routing_stage.json").read_text())
+    config = json.loads((tmp_path / "out" / "liveedit_config.json").read_text())
+    sweep = summary["image_key_threshold_sweep"]
+    assert config["hard_routing"] == "image_key" and config["image_key_positions"] == 4
+    assert config["image_key_threshold"] in sweep["threshold"]
+    index = sweep["threshold"].index(config["image_key_threshold"])
+    assert sweep["neighbour"][index] <= 0.01 and sweep["locality"][index] <= 0.01
+    after = summary["diagnostics_after"]["all_stored"]
+    assert after["edit_own_kept"] == 1.0 and after["rephrase_own_kept"] == 1.0
+    assert summary["logs"] == []  # steps 0: nothing trained
+    model, processor = tiny_llava()
+    loaded = LiveEditModel.from_pretrained(model, tmp_path / "out", processor=processor)
+    assert int(loaded.liveedit_modules.image_key.num_fitted) == 9  # the training pictures

@@ -240,20 +240,20 @@ def test_train_command_starts_from_another_backbones_generator(tmp_path):
         "tiny",
         "--data",
         str(data),
-        "--init-from",
+        "--init_from",
         str(tmp_path / "init"),
     ]
     args += [
-        "--batch-size",
+        "--per_device_train_batch_size",
         "2",
-        "--max-steps",
+        "--max_steps",
         "1",
-        "--learning-rate",
+        "--learning_rate",
         "0",
-        "--logging-steps",
+        "--logging_steps",
         "1",
     ]
-    args += ["--output-dir", str(tmp_path / "out")]
+    args += ["--output_dir", str(tmp_path / "out")]
     with pytest.warns(UserWarning, match="hash to"):
         assert cli.main(args) == 0
     trained = json.loads((tmp_path / "out" / "liveedit_config.json").read_text())
@@ -288,14 +288,17 @@ def test_train_command_with_yaml_and_flags(tmp_path):
     (tmp_path / "data.json").write_text(json.dumps(records))
     config = tmp_path / "train.yaml"
     config.write_text(
-        "backbone: tiny\nmodule_dim: 32\nnum_heads: 4\nbatch_size: 2\nmax_steps: 99\n"
+        "backbone: tiny\nmodule_dim: 32\nnum_heads: 4\nper_device_train_batch_size: 2\n"
+        "max_steps: 99\n"
     )
     args = ["train", "--config", str(config), "--data", str(tmp_path / "data.json")]
-    args += ["--max-steps", "2", "--output-dir", str(tmp_path / "out"), "--save-steps", "2"]
-    args += ["--logging-steps", "1"]
+    args += ["--max_steps", "2", "--output_dir", str(tmp_path / "out"), "--save_steps", "2"]
+    args += ["--logging_steps", "1", "--report_to", "none"]
     assert cli.main(args) == 0
     summary = json.loads((tmp_path / "out" / "training_summary.json").read_text())
-    assert summary["steps"] == 2 and summary["settings"]["batch_size"] == 2
+    settings = summary["settings"]
+    assert summary["steps"] == 2 and settings["training_args"]["per_device_train_batch_size"] == 2
+    assert settings["liveedit_config"]["module_dim"] == 32 and settings["script"]["backbone"] == "tiny"
     assert set(summary["final_losses"]) == {"loss", *(f"loss_{term}" for term in LOSS_TERMS)}
     assert (tmp_path / "out" / LOSS_CURVE_NAME).is_file()
     assert (tmp_path / "out" / "checkpoint-2" / "generator.safetensors").is_file()

@@ -35,17 +35,22 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from hf_liveedit.config import HARD_ROUTING
 from hf_liveedit.model import LiveEditModel
-from hf_liveedit.modules import Spans
+from hf_liveedit.modules import ImageKey, Spans
 from hf_liveedit.routing import routing_scores
 
 __all__ = [
     "ROUTING_INPUTS",
     "RoutingStageArguments",
     "RoutingStates",
+    "choose_image_key_threshold",
     "collect_routing_states",
+    "image_key_false_keep_rates",
     "routing_diagnostics",
+    "set_image_key_threshold",
     "train_routing",
+    "use_image_key",
 ]
 
 #: The inputs of each record the stage uses: name -> (image field, question field).
@@ -61,7 +66,10 @@ ROUTING_INPUTS = {
 class RoutingStageArguments:
     """Settings of :func:`train_routing`."""
 
-    steps: int = field(default=600, metadata={"help": "Optimizer steps."})
+    steps: int = field(
+        default=600,
+        metadata={"help": "Optimizer steps (0 with image_key: fit the filter, train nothing)."},
+    )
     batch_size: int = field(default=32, metadata={"help": "Records per step."})
     learning_rate: float = field(default=1e-3, metadata={"help": "AdamW learning rate."})
     margin: float = field(
@@ -81,11 +89,51 @@ class RoutingStageArguments:
         },
     )
     seed: int = field(default=0, metadata={"help": "Random seed (batches)."})
+    hard_routing: str = field(
+        default="sentinel",
+        metadata={
+            "help": "'sentinel': train the learned hard filter (extractors and sentinel); "
+            "'image_key': switch the adapter to the image-key filter (LiveEditConfig."
+            "hard_routing), fit the key on the training pictures, pick its threshold on "
+            "held-out training entities and train only the soft score."
+        },
+    )
+    image_key_positions: int = field(
+        default=16, metadata={"help": "With image_key: LiveEditConfig.image_key_positions."}
+    )
+    image_key_threshold: float | None = field(
+        default=None,
+        metadata={
+            "help": "With image_key: the cosine threshold; None picks the smallest one at which "
+            "held-out neighbours and locality pictures keep an edit at most "
+            "max_false_keep_rate of the time."
+        },
+    )
+    max_false_keep_rate: float = field(
+        default=0.01,
+        metadata={"help": "With image_key and no threshold given: see image_key_threshold."},
+    )
 
     def __post_init__(self) -> None:
-        for name in ("steps", "batch_size", "refresh_steps"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        for name, minimum in (("steps", 0), ("batch_size", 1), ("refresh_steps", 1)):
+            if getattr(self, name) < minimum:
+                raise ValueError(f"{name} must be at least {minimum}, got {getattr(self, name)}")
+        if self.hard_routing not in HARD_ROUTING:
+            raise ValueError(
+                f"hard_routing must be one of {', '.join(HARD_ROUTING)}, got {self.hard_routing!r}"
+            )
+        if self.image_key_positions < 1:
+            raise ValueError(
+                f"image_key_positions must be at least 1, got {self.image_key_positions}"
+            )
+        if not 0 <= self.max_false_keep_rate <= 1:
+            raise ValueError(
+                f"max_false_keep_rate must be in [0, 1], got {self.max_false_keep_rate}"
+            )
+        if self.image_key_threshold is not None and not -1 <= self.image_key_threshold < 1:
+            raise ValueError(
+                f"image_key_threshold must be a cosine in [-1, 1), got {self.image_key_threshold}"
+            )
         for name in ("learning_rate", "temperature"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
@@ -168,12 +216,7 @@ def collect_routing_states(
 def _edit_features(liveedit: LiveEditModel, states: RoutingStates, index: torch.Tensor):
     """Edit-side ``(phi_e, psi_e)`` of rows ``index`` (as ``make_experts`` computes them)."""
     modules = liveedit.liveedit_modules
-    hidden, spans = states.batch(index, modules.sentinel.dtype)
-    extractor = modules.edit_extractor
-    phi = extractor.visual_feature(
-        extractor.visual_query(hidden, spans.prompt), hidden, spans.image
-    )
-    return phi, extractor.prompt_feature(hidden, spans.prompt)
+    return modules.edit_features(*states.batch(index, modules.sentinel.dtype))
 
 
 @torch.no_grad()
@@ -210,7 +253,8 @@ def routing_losses(
         args: Margin, temperature.
 
     Returns:
-        ``{"rank", "gate", "locality", "soft"}``, scalars.
+        ``{"rank", "gate", "locality", "soft"}``, scalars (only ``soft`` with the image-key
+        filter, which is fitted, not trained).
     """
     modules = liveedit.liveedit_modules
     dtype = modules.sentinel.dtype
@@ -230,9 +274,16 @@ def routing_losses(
             modules.soft_routing_visual_weight,
         )
 
+    fitted_filter = modules.image_key is not None  # nothing of the hard filter trains
     rank, gate, soft = [], [], []
     for name in ("edit", "rephrase", "other_image"):
         visual, threshold, soft_scores = scores(name)
+        own_soft = soft_scores.gather(1, records[:, None]).squeeze(1)
+        soft.append(
+            F.cross_entropy(soft_scores, records, reduction="none") - F.logsigmoid(own_soft)
+        )
+        if fitted_filter:
+            continue
         own_visual = visual.gather(1, records[:, None]).squeeze(1)
         candidates = torch.cat([visual, threshold[:, None]], dim=1)
         rank.append(F.cross_entropy(candidates, records, reduction="none"))
@@ -242,10 +293,8 @@ def routing_losses(
                 F.softplus(args.margin - (own_visual - threshold))
                 + F.softplus(args.margin - (threshold - others))
             )
-        own_soft = soft_scores.gather(1, records[:, None]).squeeze(1)
-        soft.append(
-            F.cross_entropy(soft_scores, records, reduction="none") - F.logsigmoid(own_soft)
-        )
+    if fitted_filter:
+        return {"soft": torch.cat(soft).mean()}
     visual, threshold, _ = scores("locality")
     locality = F.softplus(args.margin - (threshold - _smooth_max(visual, None, args.temperature)))
     return {
@@ -254,6 +303,85 @@ def routing_losses(
         "locality": locality.mean(),
         "soft": torch.cat(soft).mean(),
     }
+
+
+def use_image_key(liveedit: LiveEditModel, pictures: RoutingStates, positions: int) -> None:
+    """Switch ``liveedit`` to the image-key hard filter, fitted on ``pictures``.
+
+    Args:
+        liveedit: The model (its config and modules change; experts it stores keep their keys,
+            so call this before storing edits).
+        pictures: Layer-``l_e`` states of training edit inputs.
+        positions: ``G`` (``LiveEditConfig.image_key_positions``).
+    """
+    config, modules = liveedit.liveedit_config, liveedit.liveedit_modules
+    key = ImageKey(pictures.hidden.shape[-1], positions, config.num_queries, config.module_dim)
+    key.fit(pictures.hidden, pictures.image)
+    modules.image_key = key.to(device=modules.sentinel.device, dtype=modules.sentinel.dtype)
+    config.hard_routing, config.image_key_positions = "image_key", positions
+
+
+@torch.no_grad()
+def image_key_false_keep_rates(
+    liveedit: LiveEditModel,
+    bank: RoutingStates,
+    probes: dict[str, RoutingStates],
+    thresholds: Sequence[float],
+) -> dict[str, list[float]]:
+    """How often inputs that should keep nothing keep some edit of ``bank``, per threshold.
+
+    Args:
+        liveedit: A model with the image-key filter.
+        bank: Edit inputs of the stored edits.
+        probes: Name -> inputs that must keep nothing (other entities' pictures, unrelated
+            pictures).
+        thresholds: Cosine thresholds to evaluate.
+
+    Returns:
+        Name -> the fraction of that name's probes keeping an edit, one per threshold.
+    """
+    modules = liveedit.liveedit_modules
+
+    def keys(states: RoutingStates) -> torch.Tensor:
+        parts = []
+        for chunk in torch.arange(len(states)).split(256):
+            hidden, spans = states.batch(chunk, modules.sentinel.dtype)
+            parts.append(modules.image_key(hidden, spans.image).flatten(1).float())
+        return F.normalize(torch.cat(parts), dim=-1)
+
+    bank_keys = keys(bank)
+    rates = {}
+    for name, states in probes.items():
+        best = (keys(states) @ bank_keys.T).amax(dim=1)
+        rates[name] = [(best > t).float().mean().item() for t in thresholds]
+    return rates
+
+
+def choose_image_key_threshold(
+    liveedit: LiveEditModel,
+    bank: RoutingStates,
+    probes: dict[str, RoutingStates],
+    max_rate: float,
+) -> tuple[float, dict[str, list[float]]]:
+    """The smallest threshold on a 0.01 grid in [0.5, 0.99] at which every probe kind keeps an
+    edit at most ``max_rate`` of the time (0.99 if none), set on the model's config and modules.
+
+    Returns:
+        ``(threshold, {"threshold": grid, <probe>: rates})``.
+    """
+    grid = [round(0.5 + 0.01 * i, 2) for i in range(50)]
+    rates = image_key_false_keep_rates(liveedit, bank, probes, grid)
+    chosen = next(
+        (t for i, t in enumerate(grid) if all(r[i] <= max_rate for r in rates.values())), grid[-1]
+    )
+    set_image_key_threshold(liveedit, chosen)
+    return chosen, {"threshold": grid, **rates}
+
+
+def set_image_key_threshold(liveedit: LiveEditModel, threshold: float) -> None:
+    """Set ``LiveEditConfig.image_key_threshold`` on the model's config and its modules."""
+    liveedit.liveedit_config.image_key_threshold = threshold
+    liveedit.liveedit_modules.image_key_threshold = threshold
 
 
 def train_routing(

@@ -81,6 +81,13 @@ class LiveEditTrainingArguments(TrainingArguments):
         default=False, metadata={"help": "Keep False: the collator needs every record field."}
     )
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for name in TERM_WEIGHTS.values():
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and 0 <= value < float("inf")):
+                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+
     def term_weights(self) -> dict[str, float]:
         """The weight of each loss term."""
         return {term: getattr(self, name) for term, name in TERM_WEIGHTS.items()}
@@ -317,6 +324,10 @@ class LiveEditTrainer(Trainer):
 
     # Private Trainer hooks, kept: the Trainer has no public hook to load weights when resuming
     # or at the end (its defaults look for model.safetensors or a PEFT adapter and fail or warn).
+    # The two loading overrides stay private on purpose: Trainer has no public hook for loading
+    # a checkpoint that is not its own ``model.safetensors`` of the whole model, and writing the
+    # frozen VLLM into every checkpoint, then loading it with ``strict=False``, would cost its
+    # full size per checkpoint and skip load_generator's base-model and hash checks.
     def _load_from_checkpoint(
         self, resume_from_checkpoint: str, model: nn.Module | None = None
     ) -> None:

@@ -125,9 +125,12 @@ def run(args: argparse.Namespace) -> int:
         ROUTING_INPUTS,
         RoutingStageArguments,
         RoutingStates,
+        choose_image_key_threshold,
         collect_routing_states,
         routing_diagnostics,
+        set_image_key_threshold,
         train_routing,
+        use_image_key,
     )
 
     stage_names = set(RoutingStageArguments.__dataclass_fields__)
@@ -175,6 +178,20 @@ def run(args: argparse.Namespace) -> int:
 
     before = diagnostics() if held_rows else {}
     print(json.dumps({"before": before}, indent=1))
+    sweep = None
+    if stage.hard_routing == "image_key":
+        use_image_key(liveedit, train_inputs["edit"], stage.image_key_positions)
+        if stage.image_key_threshold is None:
+            # false keeps of held-out entities' pictures and of every locality picture against
+            # the training edits; the test split is never looked at
+            probes = {"neighbour": inputs["edit"].select(held_rows), "locality": inputs["locality"]}
+            threshold, sweep = choose_image_key_threshold(
+                liveedit, train_inputs["edit"], probes, stage.max_false_keep_rate
+            )
+        else:
+            threshold = stage.image_key_threshold
+            set_image_key_threshold(liveedit, threshold)
+        print(f"image-key filter: threshold {threshold}")
     logs = train_routing(liveedit, train_inputs, stage)
     after = diagnostics() if held_rows else {}
     print(json.dumps({"after": after}, indent=1))
@@ -190,6 +207,7 @@ def run(args: argparse.Namespace) -> int:
         "logs": logs,
         "diagnostics_before": before,
         "diagnostics_after": after,
+        "image_key_threshold_sweep": sweep,
     }
     Path(script.output_dir, "routing_stage.json").write_text(json.dumps(summary, indent=1))
     print(f"adapter with the trained router: {script.output_dir}")

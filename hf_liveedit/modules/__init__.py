@@ -5,6 +5,7 @@ from __future__ import annotations
 from .attention import CrossAttention
 from .extractor import FeatureExtractor
 from .generator import ExpertGenerator
+from .image_key import ImageKey
 from .liveedit import ExpertBatch, InputFeatures, LiveEditModules
 from .spans import Spans
 
@@ -13,6 +14,7 @@ __all__ = [
     "ExpertBatch",
     "ExpertGenerator",
     "FeatureExtractor",
+    "ImageKey",
     "InputFeatures",
     "LiveEditModules",
     "Spans",

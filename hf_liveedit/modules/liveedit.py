@@ -11,6 +11,7 @@ from torch import nn
 from ..config import LiveEditConfig
 from .extractor import FeatureExtractor
 from .generator import ExpertGenerator
+from .image_key import ImageKey
 from .spans import Spans
 
 
@@ -63,6 +64,13 @@ class LiveEditModules(nn.Module):
         )
         self.sentinel = nn.Parameter(torch.randn(num_sentinel_tokens, hidden_size))
         self.expert_norm = nn.LayerNorm(hidden_size)
+        # only with image-key routing, so paper-style checkpoints keep their exact state dict
+        self.image_key = (
+            ImageKey(hidden_size, config.image_key_positions, config.num_queries, config.module_dim)
+            if config.hard_routing == "image_key"
+            else None
+        )
+        self.image_key_threshold = config.image_key_threshold
 
     def make_experts(self, hidden: torch.Tensor, spans: Spans) -> ExpertBatch:
         """Generate ``(U, V)`` and the stored routing features ``(phi_e, psi_e)`` for each edit.
@@ -73,10 +81,26 @@ class LiveEditModules(nn.Module):
         """
         hidden = hidden.to(self.sentinel.dtype)
         up, down = self.generator(hidden, spans)
-        query = self.edit_extractor.visual_query(hidden, spans.prompt)
-        phi = self.edit_extractor.visual_feature(query, hidden, spans.image)
-        psi = self.edit_extractor.prompt_feature(hidden, spans.prompt)
-        return ExpertBatch(up, down, phi, psi)
+        return ExpertBatch(up, down, *self.edit_features(hidden, spans))
+
+    def edit_features(
+        self, hidden: torch.Tensor, spans: Spans
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The routing features ``(phi_e, psi_e)`` stored with each edit, ``[B, k, d_m]`` each.
+
+        Args:
+            hidden: ``[B, L, d]`` output of layer ``l_e`` (answer positions are not read).
+            spans: image / prompt positions.
+        """
+        hidden = hidden.to(self.sentinel.dtype)
+        extractor = self.edit_extractor
+        if self.image_key is not None:
+            phi = self.image_key(hidden, spans.image)
+        else:
+            phi = extractor.visual_feature(
+                extractor.visual_query(hidden, spans.prompt), hidden, spans.image
+            )
+        return phi, extractor.prompt_feature(hidden, spans.prompt)
 
     def input_features(self, hidden: torch.Tensor, spans: Spans) -> InputFeatures:
         """Routing features of incoming inputs (answer tokens are never part of the spans).
@@ -86,14 +110,19 @@ class LiveEditModules(nn.Module):
         """
         hidden = hidden.to(self.sentinel.dtype)
         extractor = self.input_extractor
+        has_image = spans.has_image
+        routable = has_image if not self.edit_text_only_inputs else torch.ones_like(has_image)
+        psi = extractor.prompt_feature(hidden, spans.prompt)
+        if self.image_key is not None:
+            # cos(key_in, key_e) > threshold, in the sentinel's form (see ImageKey); text-only
+            # inputs get a zero key, so they keep nothing
+            phi = self.image_key(hidden, spans.image)
+            return InputFeatures(phi, psi, self.image_key_threshold * phi, routable)
         batch = hidden.shape[0]
         query = extractor.visual_query(hidden, spans.prompt)
         sentinel = self.sentinel.expand(batch, -1, -1)
         sentinel_mask = torch.ones(sentinel.shape[:2], dtype=torch.bool, device=hidden.device)
         phi_sentinel = extractor.visual_feature(query, sentinel, sentinel_mask)
         phi = extractor.visual_feature(query, hidden, spans.image)
-        has_image = spans.has_image
         phi = torch.where(has_image[:, None, None], phi, phi_sentinel)
-        routable = has_image if not self.edit_text_only_inputs else torch.ones_like(has_image)
-        psi = extractor.prompt_feature(hidden, spans.prompt)
         return InputFeatures(phi, psi, phi_sentinel, routable)
