@@ -125,20 +125,41 @@ def bench_storage(liveedit: LiveEditModel, pool: list[tuple], count: int) -> Non
     liveedit.repository.to(dtype=liveedit.liveedit_config.torch_expert_dtype)
 
 
-def repeat_stored(liveedit: LiveEditModel, count: int) -> None:
+def repeat_stored(liveedit: LiveEditModel, count: int, keys: torch.Tensor | None = None) -> None:
     """Store ``count`` more edits that repeat the stored experts cyclically (new ids).
 
     Routing and fusion costs depend only on how many experts are stored and kept, not on how
     they were made, so this fills a large repository without paying ``add_edit`` for each.
+    With ``keys`` (``[P, k, d_m]`` visual keys of P pictures), the new edits take those keys in
+    turn instead of repeating the stored ones, so the hard filter sees edits spread over P
+    pictures, as distinct edits would be, rather than copies of the same ones.
     """
     repository = liveedit.repository
     index = torch.arange(count) % len(repository)
     experts = ExpertBatch(**{name: repository.tensor(name)[index] for name in TENSOR_NAMES})
+    if keys is not None:
+        experts.phi = keys[torch.arange(count) % len(keys)].to(experts.phi.dtype)
     stored = repository.records
     repository.add(
         experts,
         [EditRecord.new(stored[i].prompt, stored[i].target, stored[i].image_sha256) for i in index],
     )
+
+
+def picture_keys(liveedit: LiveEditModel, folder: Path, batch_size: int = 16) -> torch.Tensor:
+    """The edit-side visual keys ``phi`` of every picture under ``folder`` (one question each)."""
+    from tqdm.auto import tqdm
+
+    paths = sorted(p for p in folder.rglob("*") if p.is_file())
+    prompt = "What is shown in this picture?"
+    keys = []
+    for start in tqdm(range(0, len(paths), batch_size), desc=f"keys of {len(paths)} pictures"):
+        chunk = [str(p) for p in paths[start : start + batch_size]]
+        inputs = liveedit.build_inputs(chunk, [prompt] * len(chunk))
+        hidden = liveedit.hidden_states_at_edit_layer(inputs)
+        spans = liveedit.backbone.spans(inputs["input_ids"], inputs["attention_mask"])
+        keys.append(liveedit.liveedit_modules.edit_features(hidden, spans)[0])
+    return torch.cat(keys)
 
 
 def bench_generate(
@@ -148,12 +169,21 @@ def bench_generate(
     sizes: list[int],
     new_tokens: int,
     generate_up_to: int | None = None,
+    keys: torch.Tensor | None = None,
 ) -> None:
     print(
         f"\n### generate throughput ({len(queries)} prompts, batch 1, {new_tokens} new tokens, greedy)\n"
     )
     if generate_up_to is not None:
-        print(f"Edits beyond the first {generate_up_to} repeat the generated experts (new ids).\n")
+        spread = (
+            f" with the visual keys of {len(keys)} benchmark pictures in turn"
+            if keys is not None
+            else ""
+        )
+        print(
+            f"Edits beyond the first {generate_up_to} repeat the generated experts (new ids)"
+            f"{spread}.\n"
+        )
     print(
         "| stored edits | tokens/s edited | tokens/s unedited | ratio | experts kept per input (mean) |"
     )
@@ -179,7 +209,7 @@ def bench_generate(
             images, prompts, targets = zip(*itertools.islice(stream, missing))
             liveedit.add_edits(images, prompts, targets, batch_size=16, progress=missing > 64)
         if size > len(liveedit.edits):
-            repeat_stored(liveedit, size - len(liveedit.edits))
+            repeat_stored(liveedit, size - len(liveedit.edits), keys)
         edited_times, base_times, kept = [], [], 0.0
         for _ in range(2):  # interleave to share the machine's noise
             with liveedit.disable_adapter():
@@ -209,6 +239,12 @@ def main() -> None:
         help="make at most this many experts with add_edits; larger sizes repeat them",
     )
     parser.add_argument(
+        "--spread-over-pictures",
+        action="store_true",
+        help="repeated edits take the visual keys of the benchmark's pictures in turn (default "
+        "backbone): edits on thousands of pictures for the hard filter, not copies",
+    )
+    parser.add_argument(
         "--skip",
         nargs="*",
         default=[],
@@ -225,8 +261,13 @@ def main() -> None:
         if "storage" not in args.skip:
             bench_storage(liveedit, pool, min(64, len(pool)))
         if "generate" not in args.skip:
+            keys = None
+            if args.spread_over_pictures:
+                from hf_liveedit.data.benchmark.paths import default_benchmark_dir
+
+                keys = picture_keys(liveedit, default_benchmark_dir() / "images")
             bench_generate(
-                liveedit, pool, queries, args.sizes, args.new_tokens, args.generate_up_to
+                liveedit, pool, queries, args.sizes, args.new_tokens, args.generate_up_to, keys
             )
 
 

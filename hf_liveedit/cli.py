@@ -109,7 +109,9 @@ def _read_config(path: str, generated: argparse.ArgumentParser) -> dict[str, Any
         raise UsageError(f"--config {path}: unknown settings {unknown}")
     # as strings, argparse converts (and checks) them with the flag's type like typed flags
     scalar = (bool, int, float, str)
-    return {key: str(value) if isinstance(value, scalar) else value for key, value in loaded.items()}
+    return {
+        key: str(value) if isinstance(value, scalar) else value for key, value in loaded.items()
+    }
 
 
 def _config_file(argv: Sequence[str]) -> str | None:

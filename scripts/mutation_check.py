@@ -465,6 +465,14 @@ MUTATIONS: tuple[Mutation, ...] = (
         "the threshold sweep accepts false-keep rates above the limit",
     ),
     Mutation(
+        "image-key-stage-no-reject",
+        "trainers/routing_stage.py",
+        "reject.append(F.softplus(scores[others]))",
+        "reject.append(0.0 * F.softplus(scores[others]))",
+        ("tests/test_routing_stage.py",),
+        "the image-key stage does not teach the soft score to refuse other kept edits",
+    ),
+    Mutation(
         "demo-tiny-no-edit",
         "hf_liveedit/commands/demo.py",
         "        liveedit.add_edit(image, prompt, target)\n        after =",

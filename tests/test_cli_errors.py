@@ -280,3 +280,14 @@ def test_the_packaged_generators_training_files_are_valid_train_configs(name):
     script, liveedit_config, training_args = split_settings(args)
     assert script.backbone == "default" and training_args.per_device_train_batch_size == 8
     assert training_args.lr_scheduler_type == "cosine"
+
+
+def test_every_dataclass_command_reads_a_yaml_config(tmp_path, capsys):
+    """``--config`` works for each command whose flags come from dataclasses (train-router too)."""
+    config = tmp_path / "router.yaml"
+    config.write_text("steps: 5\nhard_routing: image_key\nimage_key_threshold: 0.9\n")
+    argv = ["train-router", "--config", str(config), "--output_dir", "x", "--steps", "7"]
+    args = cli.build_parser("train-router", str(config)).parse_args(argv)
+    assert (args.steps, args.hard_routing, args.image_key_threshold) == (7, "image_key", 0.9)
+    config.write_text("stepz: 5\n")
+    fails(argv, capsys, tmp_path, "--config", "unknown settings ['stepz']")

@@ -179,3 +179,69 @@ def test_liveedit_routing_diagnostics():
     assert stats["t_loc_any_kept"] == 0.0  # text-only inputs are never routed
     assert editor.diagnostics(cases, [7]) is None  # a mismatched chunk is not measured
     editor.close()
+
+
+def test_liveedit_m_gen_diagnostics_by_picture_source():
+    liveedit = make_liveedit("llava", expert_scale=50.0)
+    rig_routing(liveedit, keep=True)
+    editor = LiveEditEditor(liveedit, diagnostics=True)
+    sources = {3: "flagpy", 5: "flagpy", 8: "kgeography-maps"}
+    cases = [
+        EditCase(
+            index=index,
+            edit=Sample(tiny_image(index), PROMPT, "Lyon"),
+            t_gen=None,
+            m_gen=Sample(tiny_image(index if index != 8 else 100), PROMPT, "Lyon"),
+            t_loc=None,
+            m_loc=None,
+            m_gen_source=source,
+        )
+        for index, source in sources.items()
+    ]
+    for case in cases:
+        editor.edit(case.edit)
+    stats = editor.diagnostics(cases, list(sources))
+    with liveedit.record_routing() as routing, torch.no_grad():
+        for case in cases:
+            liveedit(**liveedit.build_inputs(case.m_gen.image, case.m_gen.prompt))
+    own = torch.cat(routing).diagonal()  # [input]: the weight of each case's own expert
+    by_source = stats["m_gen_by_source"]
+    assert set(by_source) == {"flagpy", "kgeography-maps"}
+    assert by_source["flagpy"]["count"] == 2 and by_source["kgeography-maps"]["count"] == 1
+    assert by_source["flagpy"]["recall"] == 1.0  # the edit's own picture: kept
+    assert by_source["flagpy"]["own_weight"] == pytest.approx(own[:2].mean().item(), rel=1e-5)
+    assert by_source["kgeography-maps"]["recall"] == float(own[2] > 0)
+    assert by_source["kgeography-maps"]["own_weight"] == pytest.approx(own[2].item(), abs=1e-6)
+    editor.close()
+
+
+def test_report_by_source_pools_records_and_weights_routing_by_count():
+    from hf_liveedit.evaluation.report import by_source_table
+
+    def chunk(records, by_source):
+        return {
+            "editor": "liveedit",
+            "name": "LiveEdit",
+            "num_edits": 10,
+            "records": records,
+            "diagnostics": {"m_gen_by_source": by_source},
+        }
+
+    chunks = [
+        chunk(
+            [{"m_gen": 1.0, "m_gen_source": "flagpy"}, {"m_gen": 0.0, "m_gen_source": "flagpy"}],
+            {"flagpy": {"count": 2, "recall": 1.0, "own_weight": 0.9}},
+        ),
+        chunk(
+            [{"m_gen": 0.5, "m_gen_source": "flagpy"}, {"m_gen": 0.2, "m_gen_source": "maps"}],
+            {
+                "flagpy": {"count": 1, "recall": 0.0, "own_weight": 0.0},
+                "maps": {"count": 1, "recall": 0.0, "own_weight": 0.0},
+            },
+        ),
+    ]
+    lines = by_source_table(chunks).splitlines()
+    # flagpy: M-Gen mean of 1, 0, 0.5; own kept (2 x 1 + 1 x 0) / 3; own w (2 x 0.9) / 3
+    assert lines[2] == "| LiveEdit | 10 | flagpy | 3 | 50.0 | 66.7 | 60.0 |"
+    assert lines[3] == "| LiveEdit | 10 | maps | 1 | 20.0 | 0.0 | 0.0 |"
+    assert by_source_table([chunk([{"m_gen": 1.0}], {})]) is None  # no sources recorded

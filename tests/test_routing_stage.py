@@ -200,3 +200,41 @@ def test_train_router_command_fits_the_image_key_and_picks_its_threshold(tmp_pat
     model, processor = tiny_llava()
     loaded = LiveEditModel.from_pretrained(model, tmp_path / "out", processor=processor)
     assert int(loaded.liveedit_modules.image_key.num_fitted) == 9  # the training pictures
+
+
+def test_image_key_stage_teaches_the_soft_score_to_refuse_other_relations_of_a_picture():
+    """Two relations per picture: without the stage, a question whose relation was not edited
+    gives the picture's other edit all the weight; after it, almost none."""
+    from hf_liveedit.trainers.routing_stage import use_image_key
+
+    liveedit = make_liveedit("llava")
+    questions = [(QUESTION, REPHRASE), ("What colour is this flag?", "Name the flag's colour.")]
+    rows = [(picture, q) for picture in range(12) for q in range(2)]  # row = 2 * picture + q
+    sources = {
+        "edit": ([tiny_image(p) for p, _ in rows], [questions[q][0] for _, q in rows]),
+        "rephrase": ([tiny_image(p) for p, _ in rows], [questions[q][1] for _, q in rows]),
+        "other_image": ([_blend(p) for p, _ in rows], [questions[q][0] for _, q in rows]),
+        "locality": ([tiny_image(500 + i) for i in range(24)], ["What is it?"] * 24),
+    }
+    inputs = {
+        name: collect_routing_states(liveedit, images, prompts, batch_size=8)
+        for name, (images, prompts) in sources.items()
+    }
+    use_image_key(liveedit, inputs["edit"], positions=4)
+    train = list(range(20))  # pictures 0-9, both relations
+    edited = [2 * p for p in range(10)] + [2 * p + 1 for p in range(5)]
+    same_picture = [2 * p + 1 for p in range(5, 10)]  # their picture's other relation is stored
+    unedited = [20, 21, 22, 23]  # pictures 10, 11: never edited
+
+    before = routing_diagnostics(liveedit, inputs, edited, unedited, same_picture)
+    assert before["edit_own_kept"] == 1.0 and before["neighbour_any_kept"] == 0.0
+    assert before["same_picture_any_kept"] == 1.0  # the filter keeps the picture's edits
+    assert before["same_picture_weight"] > 0.3
+    args = RoutingStageArguments(steps=40, batch_size=8, learning_rate=1e-2)
+    logs = train_routing(liveedit, {k: v.select(train) for k, v in inputs.items()}, args)
+    assert set(logs[-1]) == {"step", "soft", "reject"}
+    after = routing_diagnostics(liveedit, inputs, edited, unedited, same_picture)
+    assert after["edit_own_kept"] == 1.0 and after["rephrase_own_kept"] == 1.0
+    assert after["edit_own_weight"] >= 0.9 and after["rephrase_own_weight"] >= 0.8
+    assert after["same_picture_weight"] <= 0.1
+    assert after["neighbour_any_kept"] == 0.0 and after["locality_any_kept"] == 0.0

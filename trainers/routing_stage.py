@@ -22,6 +22,14 @@ every training edit; the generator and therefore the experts' ``U``, ``V`` are l
   ``locality``: the sentinel ``margin`` above every edit for locality images; ``soft``: the own
   edit's soft score (:func:`hf_liveedit.routing.routing_scores`, with the config's
   ``soft_routing_visual_weight``) must win the softmax over the bank and have a high sigmoid.
+
+With the image-key filter (``hard_routing="image_key"``), nothing of the hard filter trains and
+every edit of another picture is filtered out, so the stage trains only the soft score, over
+each input's *kept set* (the edits whose picture passes the filter, computed once from the
+fixed keys; their features are recomputed with gradients at every step, no stale bank):
+:func:`kept_set_losses`, ``soft``: the own edit must win the softmax over its kept set and have
+a high sigmoid; ``reject``: every other kept edit (another relation of the same picture) must
+have a low sigmoid, because when it is the only edit kept the softmax gives it all the weight.
 """
 
 from __future__ import annotations
@@ -47,6 +55,8 @@ __all__ = [
     "choose_image_key_threshold",
     "collect_routing_states",
     "image_key_false_keep_rates",
+    "kept_by_image_key",
+    "kept_set_losses",
     "routing_diagnostics",
     "set_image_key_threshold",
     "train_routing",
@@ -253,8 +263,7 @@ def routing_losses(
         args: Margin, temperature.
 
     Returns:
-        ``{"rank", "gate", "locality", "soft"}``, scalars (only ``soft`` with the image-key
-        filter, which is fitted, not trained).
+        ``{"rank", "gate", "locality", "soft"}``, scalars.
     """
     modules = liveedit.liveedit_modules
     dtype = modules.sentinel.dtype
@@ -274,7 +283,6 @@ def routing_losses(
             modules.soft_routing_visual_weight,
         )
 
-    fitted_filter = modules.image_key is not None  # nothing of the hard filter trains
     rank, gate, soft = [], [], []
     for name in ("edit", "rephrase", "other_image"):
         visual, threshold, soft_scores = scores(name)
@@ -282,8 +290,6 @@ def routing_losses(
         soft.append(
             F.cross_entropy(soft_scores, records, reduction="none") - F.logsigmoid(own_soft)
         )
-        if fitted_filter:
-            continue
         own_visual = visual.gather(1, records[:, None]).squeeze(1)
         candidates = torch.cat([visual, threshold[:, None]], dim=1)
         rank.append(F.cross_entropy(candidates, records, reduction="none"))
@@ -293,8 +299,6 @@ def routing_losses(
                 F.softplus(args.margin - (own_visual - threshold))
                 + F.softplus(args.margin - (threshold - others))
             )
-    if fitted_filter:
-        return {"soft": torch.cat(soft).mean()}
     visual, threshold, _ = scores("locality")
     locality = F.softplus(args.margin - (threshold - _smooth_max(visual, None, args.temperature)))
     return {
@@ -302,6 +306,69 @@ def routing_losses(
         "gate": torch.cat(gate).mean(),
         "locality": locality.mean(),
         "soft": torch.cat(soft).mean(),
+    }
+
+
+@torch.no_grad()
+def kept_by_image_key(liveedit: LiveEditModel, pictures: RoutingStates) -> torch.Tensor:
+    """``[N, N]`` bool: whether row ``i``'s picture keeps row ``j``'s edit (image-key filter)."""
+    modules = liveedit.liveedit_modules
+    keys = []
+    for chunk in torch.arange(len(pictures)).split(256):
+        hidden, spans = pictures.batch(chunk, modules.sentinel.dtype)
+        keys.append(F.normalize(modules.image_key(hidden, spans.image).flatten(1).float(), dim=-1))
+    keys = torch.cat(keys)
+    return (keys @ keys.T > modules.image_key_threshold) | torch.eye(len(keys), dtype=torch.bool)
+
+
+def kept_set_losses(
+    liveedit: LiveEditModel,
+    inputs: dict[str, RoutingStates],
+    records: torch.Tensor,
+    kept: torch.Tensor,
+) -> dict[str, torch.Tensor]:
+    """The soft score's terms over each input's kept set (image-key filter; module docstring).
+
+    Args:
+        liveedit: The model whose prompt features train.
+        inputs: Packed states of every record for each of :data:`ROUTING_INPUTS`.
+        records: ``[B]`` record indices of the batch.
+        kept: ``[N, N]`` from :func:`kept_by_image_key` over ``inputs["edit"]``.
+
+    Returns:
+        ``{"soft", "reject"}``, scalars (``reject`` is 0 when no input keeps another edit).
+    """
+    modules = liveedit.liveedit_modules
+    dtype = modules.sentinel.dtype
+    rows = kept[records]  # [B, N]
+    candidates = rows.any(dim=0).nonzero().squeeze(1)  # every edit some input keeps, sorted
+    phi, psi = _edit_features(liveedit, inputs["edit"], candidates)  # with gradients
+    mask = rows[:, candidates]  # [B, C]
+    own = torch.searchsorted(candidates, records)
+    batch = torch.arange(len(records))
+    others = mask.clone()
+    others[batch, own] = False
+    soft, reject = [], []
+    for name in ("edit", "rephrase"):  # the inputs whose own edit the filter keeps
+        hidden, spans = inputs[name].batch(records, dtype)
+        features = modules.input_features(hidden, spans)
+        _, _, scores = routing_scores(
+            features.phi,
+            features.psi,
+            features.phi_sentinel,
+            phi,
+            psi,
+            modules.soft_routing_visual_weight,
+        )
+        logits = scores.masked_fill(~mask, float("-inf"))
+        soft.append(
+            F.cross_entropy(logits, own, reduction="none") - F.logsigmoid(scores[batch, own])
+        )
+        reject.append(F.softplus(scores[others]))
+    rejected = torch.cat(reject)
+    return {
+        "soft": torch.cat(soft).mean(),
+        "reject": rejected.mean() if len(rejected) else rejected.new_zeros(()),
     }
 
 
@@ -393,7 +460,9 @@ def train_routing(
     """Train the extractors and the sentinel of ``liveedit`` against the bank of all records.
 
     Sets ``liveedit.liveedit_config.soft_routing_visual_weight`` (and the modules') to
-    ``args.soft_routing_visual_weight`` first. Only routing parameters change.
+    ``args.soft_routing_visual_weight`` first. Only routing parameters change. With the
+    image-key filter, only the soft score trains, over each input's kept set
+    (:func:`kept_set_losses`).
 
     Args:
         liveedit: The model; its generator stays as it is.
@@ -429,18 +498,25 @@ def train_routing(
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
     pool = list(train_records) if train_records is not None else list(range(len(inputs["edit"])))
+    # image-key filter: the kept sets are fixed (the keys do not train), no bank to refresh
+    kept = kept_by_image_key(liveedit, inputs["edit"]) if modules.image_key is not None else None
     rng = random.Random(args.seed)
     order: list[int] = []
     logs, sums = [], {}
     modules.train()
     try:
         for step in (bar := tqdm(range(args.steps), desc="routing stage")):
-            if step % args.refresh_steps == 0:
+            if kept is None and step % args.refresh_steps == 0:
                 bank_phi, bank_psi = _bank_features(liveedit, inputs["edit"])
             if len(order) < args.batch_size:
                 order += rng.sample(pool, len(pool))
             batch, order = order[: args.batch_size], order[args.batch_size :]
-            terms = routing_losses(liveedit, inputs, torch.tensor(batch), bank_phi, bank_psi, args)
+            if kept is None:
+                terms = routing_losses(
+                    liveedit, inputs, torch.tensor(batch), bank_phi, bank_psi, args
+                )
+            else:
+                terms = kept_set_losses(liveedit, inputs, torch.tensor(batch), kept)
             loss = sum(terms.values())
             loss.backward()
             optimizer.step()
@@ -466,6 +542,7 @@ def routing_diagnostics(
     inputs: dict[str, RoutingStates],
     edited: Sequence[int],
     unedited: Sequence[int] = (),
+    same_picture: Sequence[int] = (),
 ) -> dict[str, float]:
     """How inference routing treats inputs when the edits of rows ``edited`` are stored.
 
@@ -478,13 +555,16 @@ def routing_diagnostics(
         edited: Rows whose edits are stored; their inputs are scored against their own edit.
         unedited: Rows whose edits are not stored; their edit inputs (the same question on
             another entity's picture) are neighbours, which should keep nothing.
+        same_picture: Rows whose edits are not stored but whose picture carries a stored edit
+            (another relation of the same entity): their edit inputs should keep nothing either.
 
     Returns:
         ``bank`` (stored edits); per input kind of :data:`ROUTING_INPUTS` but locality:
         ``<kind>_own_kept`` (fraction of inputs that keep their own edit), ``<kind>_kept`` (mean
         edits kept), ``<kind>_own_weight`` (mean weight of the own edit); ``locality_any_kept``,
         ``locality_kept``; with ``unedited``: ``neighbour_any_kept``, ``neighbour_kept``,
-        ``neighbour_weight`` (mean total weight the neighbours give to stored edits).
+        ``neighbour_weight`` (mean total weight the neighbours give to stored edits); the same
+        three with ``same_picture``.
     """
     from hf_liveedit.routing import compute_routing
 
@@ -523,9 +603,10 @@ def routing_diagnostics(
         result[f"{name}_own_kept"] = (own_weight > 0).float().mean().item()
         result[f"{name}_kept"] = kept.sum(dim=1).float().mean().item()
         result[f"{name}_own_weight"] = own_weight.mean().item()
-    if len(unedited):
-        weights = route("edit", unedited)
-        result["neighbour_any_kept"] = (weights > 0).any(dim=1).float().mean().item()
-        result["neighbour_kept"] = (weights > 0).sum(dim=1).float().mean().item()
-        result["neighbour_weight"] = weights.sum(dim=1).mean().item()
+    for prefix, rows in (("neighbour", unedited), ("same_picture", same_picture)):
+        if len(rows):
+            weights = route("edit", rows)
+            result[f"{prefix}_any_kept"] = (weights > 0).any(dim=1).float().mean().item()
+            result[f"{prefix}_kept"] = (weights > 0).sum(dim=1).float().mean().item()
+            result[f"{prefix}_weight"] = weights.sum(dim=1).mean().item()
     return {k: round(v, 4) for k, v in result.items()}

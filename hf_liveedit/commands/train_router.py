@@ -80,6 +80,32 @@ def _split_by_entity(entities: list[str], fraction: float) -> tuple[list[int], l
     return train, [i for i, name in enumerate(entities) if name in held]
 
 
+def _validation_rows(
+    entities: list[str], held_rows: list[int]
+) -> tuple[list[int], list[int], list[int]]:
+    """Held-out rows as ``(probed, same_picture, unedited)``.
+
+    The first half of the held-out entities are probed: their records are stored, except the
+    last record of each entity with two or more (``same_picture``: another relation on a picture
+    that carries stored edits); the other half are never edited (``unedited`` neighbours).
+    """
+    names = sorted({entities[row] for row in held_rows})
+    probed_names = set(names[: len(names) // 2])
+    probed, same_picture, unedited = [], [], []
+    by_entity: dict[str, list[int]] = {}
+    for row in held_rows:
+        by_entity.setdefault(entities[row], []).append(row)
+    for name, rows in by_entity.items():
+        if name not in probed_names:
+            unedited += rows
+        elif len(rows) > 1:
+            probed += rows[:-1]
+            same_picture.append(rows[-1])
+        else:
+            probed += rows
+    return probed, same_picture, unedited
+
+
 def _check_script(args: argparse.Namespace) -> TrainRouterArguments:
     """The command's own arguments, checked before anything is imported or loaded."""
     names = set(TrainRouterArguments.__dataclass_fields__)
@@ -166,15 +192,16 @@ def run(args: argparse.Namespace) -> int:
 
     train_rows, held_rows = _split_by_entity(dataset["entity"], script.validation_fraction)
     train_inputs = {name: states.select(train_rows) for name, states in inputs.items()}
-    half = len(held_rows) // 2
-    # validation: every training edit and half the held-out ones stored, the held-out half
-    # probed on its own edit, the other held-out half as unedited neighbours
-    edited, unedited = train_rows + held_rows[:half], held_rows[half:]
+    probed, same_picture, unedited = _validation_rows(dataset["entity"], held_rows)
+    # validation: every training edit and the probed held-out ones stored; held-out entities
+    # never edited are neighbours; one record of each probed entity is held back and asked on
+    # the same picture as its entity's stored edits (another relation)
+    edited = train_rows + probed
 
     def diagnostics() -> dict:
-        report = routing_diagnostics(liveedit, inputs, edited, unedited)
-        probed = routing_diagnostics(liveedit, inputs, held_rows[:half]) if half else {}
-        return {"all_stored": report, "held_out_only_stored": probed}
+        report = routing_diagnostics(liveedit, inputs, edited, unedited, same_picture)
+        alone = routing_diagnostics(liveedit, inputs, probed) if probed else {}
+        return {"all_stored": report, "held_out_only_stored": alone}
 
     before = diagnostics() if held_rows else {}
     print(json.dumps({"before": before}, indent=1))

@@ -30,7 +30,15 @@ MMEDIT_FIELDS: tuple[str, ...] = (
     "m_loc_a",
 )
 # Fields the packaged benchmark adds; MMEdit files leave them empty except `task` and `source`.
-EXTRA_FIELDS: tuple[str, ...] = ("task", "source", "split", "entity", "relation", "answer")
+EXTRA_FIELDS: tuple[str, ...] = (
+    "task",
+    "source",
+    "split",
+    "entity",
+    "relation",
+    "answer",
+    "image_rephrase_source",  # where the M-Gen picture comes from (results by source)
+)
 IMAGE_FIELDS: tuple[str, ...] = ("image", "image_rephrase", "m_loc")
 COLUMNS: tuple[str, ...] = MMEDIT_FIELDS + EXTRA_FIELDS
 

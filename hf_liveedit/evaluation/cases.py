@@ -49,6 +49,8 @@ class EditCase:
         m_loc: ``(unrelated image, its question, its answer)``.
         n_loc: ``(neighbour's edit image, p_e, neighbour's true answer)``; attached per chunk
             by the protocol (:meth:`CaseSet.with_neighbour`), None otherwise.
+        m_gen_source: where the M-Gen picture comes from (the record's
+            ``image_rephrase_source``, e.g. ``"flagpy"``), for results by source; None if unknown.
     """
 
     index: int
@@ -58,6 +60,7 @@ class EditCase:
     t_loc: Sample | None
     m_loc: Sample | None
     n_loc: Sample | None = None
+    m_gen_source: str | None = None
 
     def sample(self, kind: str) -> Sample | None:
         """The sample scored by metric ``kind`` (``rel``, ``t_gen``, ``m_gen``, ``t_loc``, ``m_loc``, ``n_loc``)."""
@@ -95,6 +98,7 @@ def case_from_row(row: Mapping[str, Any], index: int) -> EditCase:
             if m_loc and m_loc_q and m_loc_a
             else None
         ),
+        m_gen_source=row.get("image_rephrase_source") or None,
     )
 
 

@@ -277,6 +277,10 @@ def run_editor(
                 on_step(1)
         edited = time.perf_counter()
         scores = editor.score(prepared, chunk_reference, plan.batch_size, plan.exact_match)
+        sources = {case.index: case.m_gen_source for case in prepared if case.m_gen_source}
+        for record in scores:  # for results by picture source (report.by_source_table)
+            if record["index"] in sources:
+                record["m_gen_source"] = sources[record["index"]]
         diagnostics = editor.diagnostics(prepared, chunk)
         finished = time.perf_counter()
         if on_step:

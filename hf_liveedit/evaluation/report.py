@@ -117,6 +117,42 @@ def diagnostics_table(chunks: list[dict[str, Any]]) -> str | None:
     return "\n".join(lines) + "\n"
 
 
+def by_source_table(chunks: list[dict[str, Any]]) -> str | None:
+    """M-Gen per picture source and editor / N: the metric over the scored records of that
+    source and, with diagnostics, the routing (count-weighted over chunks); None without sources.
+    """
+    scores: dict[tuple[str, int, str], list[float]] = defaultdict(list)
+    routing: dict[tuple[str, int, str], list[tuple[int, float, float]]] = defaultdict(list)
+    names: dict[str, str] = {}
+    for chunk in chunks:
+        names[chunk["editor"]] = chunk.get("name", chunk["editor"])
+        for record in chunk.get("records", []):
+            if record.get("m_gen_source") and record.get("m_gen") is not None:
+                key = (chunk["editor"], chunk["num_edits"], record["m_gen_source"])
+                scores[key].append(record["m_gen"])
+        by_source = (chunk.get("diagnostics") or {}).get("m_gen_by_source", {})
+        for source, stat in by_source.items():
+            key = (chunk["editor"], chunk["num_edits"], source)
+            routing[key].append((stat["count"], stat["recall"], stat["own_weight"]))
+    if not scores:
+        return None
+    header = ["editor", "N", "M-Gen picture source", "records", "M-Gen", "own kept", "own w"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for key in sorted(scores):
+        editor, size, source = key
+        cells = [names[editor], str(size), source, str(len(scores[key]))]
+        cells.append(f"{100 * mean(scores[key]):.1f}")
+        counted = routing.get(key)
+        if counted:
+            total = sum(count for count, _, _ in counted)
+            for column in (1, 2):
+                cells.append(f"{100 * sum(c[0] * c[column] for c in counted) / total:.1f}")
+        else:
+            cells += ["-", "-"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def _cell(value: dict[str, Any] | None) -> str:
     if value is None:
         return "-"
@@ -337,6 +373,14 @@ def write_report(
             "locality sample keeps at least one expert; *M-Loc w* / *N-Loc w*: the total weight "
             "the chunk's experts get (N-Loc: the record's question on a neighbour's image, an "
             "entity of the same relation not edited in the chunk).\n\n" + diagnostics
+        )
+    by_source = by_source_table(chunks)
+    if by_source:
+        page += (
+            "\n## M-Gen by picture source\n\nThe M-Gen metric (percent) over the scored records "
+            "whose other picture comes from each source, and (with diagnostics) how often their "
+            "own expert is kept and its mean weight. Another rendering of a flag (CIA factbook, "
+            "flagpy, emoji) and a region map are different tasks for the router.\n\n" + by_source
         )
     paths["table"].write_text(page)
     return paths

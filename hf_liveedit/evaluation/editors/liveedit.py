@@ -98,7 +98,8 @@ class LiveEditEditor(Editor):
         For Rel / T-Gen / M-Gen samples: ``recall`` (the record's own expert passes the hard
         filter), ``precision`` (own expert / experts kept, over samples that keep any),
         ``own_weight`` and ``other_weight`` (soft weight on the own expert / on the others),
-        ``kept`` (experts kept). For T-Loc / M-Loc / N-Loc samples (which should keep none; an
+        ``kept`` (experts kept), and for M-Gen also per picture source (``m_gen_by_source``:
+        count, recall, own weight). For T-Loc / M-Loc / N-Loc samples (which should keep none; an
         N-Loc neighbour is never edited in the chunk): ``any_kept``, ``weight`` (total weight the
         chunk's experts get) and ``kept``. Means over samples, keyed ``{kind}_{stat}``.
         """
@@ -133,4 +134,21 @@ class LiveEditEditor(Editor):
             for name, values in stats.items():
                 if len(values):
                     out[f"{kind}_{name}"] = float(values.mean())
+            if kind == "m_gen":
+                out["m_gen_by_source"] = _by_source(present, stats)
         return out
+
+
+def _by_source(cases: Sequence[EditCase], stats: dict[str, torch.Tensor]) -> dict[str, dict]:
+    """M-Gen routing per picture source: ``{source: {"count", "recall", "own_weight"}}``."""
+    groups: dict[str, list[int]] = {}
+    for row, case in enumerate(cases):
+        groups.setdefault(case.m_gen_source or "unknown", []).append(row)
+    return {
+        source: {
+            "count": len(rows),
+            "recall": float(stats["recall"][rows].mean()),
+            "own_weight": float(stats["own_weight"][rows].mean()),
+        }
+        for source, rows in sorted(groups.items())
+    }
