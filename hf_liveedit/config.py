@@ -137,8 +137,9 @@ class LiveEditConfig:
             "help": "With verify_edits: when the hard filter drops a new edit's expert for its "
             "own edit input, move that edit's stored visual key phi_e the least distance that "
             "makes its own input pass with this margin (sim(phi_in, phi_e) - sim(phi_in, "
-            "phi_sentinel) >= margin; 1.0 is the margin the packaged router was trained with). "
-            "None: never move keys (then such an edit cannot take)."
+            "phi_sentinel) >= margin; 1.0 is the margin the learned router was trained with). "
+            "None: never move keys (then such an edit cannot take). Only with "
+            "hard_routing='sentinel': image keys are never moved."
         },
     )
     expert_dtype: str = field(

@@ -317,7 +317,9 @@ class LiveEditModel(nn.Module):
                     stored,
                     config.refine_steps,
                     config.refine_lr,
-                    config.refine_routing_margin,
+                    # an image key is a fingerprint whose similarity is a cosine: the own picture
+                    # passes by construction, and moving the key would scale it past every other
+                    config.refine_routing_margin if config.hard_routing == "sentinel" else None,
                 )
             made.append(experts)
             records += [

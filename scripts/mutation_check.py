@@ -473,6 +473,14 @@ MUTATIONS: tuple[Mutation, ...] = (
         "the image-key stage does not teach the soft score to refuse other kept edits",
     ),
     Mutation(
+        "verify-moves-image-keys",
+        "hf_liveedit/model.py",
+        'config.refine_routing_margin if config.hard_routing == "sentinel" else None,',
+        "config.refine_routing_margin,",
+        (VERIFY,),
+        "verified edits move image keys along their input (scaling them past every other)",
+    ),
+    Mutation(
         "demo-tiny-no-edit",
         "hf_liveedit/commands/demo.py",
         "        liveedit.add_edit(image, prompt, target)\n        after =",

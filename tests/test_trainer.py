@@ -298,7 +298,9 @@ def test_train_command_with_yaml_and_flags(tmp_path):
     summary = json.loads((tmp_path / "out" / "training_summary.json").read_text())
     settings = summary["settings"]
     assert summary["steps"] == 2 and settings["training_args"]["per_device_train_batch_size"] == 2
-    assert settings["liveedit_config"]["module_dim"] == 32 and settings["script"]["backbone"] == "tiny"
+    assert (
+        settings["liveedit_config"]["module_dim"] == 32 and settings["script"]["backbone"] == "tiny"
+    )
     assert set(summary["final_losses"]) == {"loss", *(f"loss_{term}" for term in LOSS_TERMS)}
     assert (tmp_path / "out" / LOSS_CURVE_NAME).is_file()
     assert (tmp_path / "out" / "checkpoint-2" / "generator.safetensors").is_file()

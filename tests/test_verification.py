@@ -129,3 +129,15 @@ def test_rerouting_moves_only_a_dropped_key_along_its_own_input_until_it_passes(
     with liveedit.record_routing() as routing, torch.no_grad():
         liveedit(**liveedit.build_inputs(edit[0], edit[1]))
     assert routing[0][0, 0] > 0  # kept now at inference
+
+
+def test_image_keys_are_never_moved_by_verification():
+    """The image-key filter's similarity is a cosine: a margin in sim units would scale keys."""
+    config = {**VERIFY, "refine_routing_margin": 1.0, "hard_routing": "image_key"}
+    liveedit = make_liveedit("llava", image_key_positions=4, **config)
+    plain = make_liveedit("llava", image_key_positions=4, **{**config, "verify_edits": False})
+    edit = (tiny_image(1), "Name it.", "Paris")
+    plain.add_edit(*edit)
+    record = liveedit.get_edit(liveedit.add_edit(*edit))
+    assert not record.rerouted
+    torch.testing.assert_close(liveedit.repository.phi, plain.repository.phi)
