@@ -310,15 +310,22 @@ def routing_losses(
 
 
 @torch.no_grad()
+def _unit_image_keys(liveedit: LiveEditModel, states: RoutingStates) -> torch.Tensor:
+    """``[N, k * d_m]`` unit-norm image keys of every row (their dot products are cosines)."""
+    modules = liveedit.liveedit_modules
+    parts = []
+    for chunk in torch.arange(len(states)).split(256):
+        hidden, spans = states.batch(chunk, modules.sentinel.dtype)
+        parts.append(modules.image_key(hidden, spans.image).flatten(1).float())
+    return F.normalize(torch.cat(parts), dim=-1)
+
+
+@torch.no_grad()
 def kept_by_image_key(liveedit: LiveEditModel, pictures: RoutingStates) -> torch.Tensor:
     """``[N, N]`` bool: whether row ``i``'s picture keeps row ``j``'s edit (image-key filter)."""
-    modules = liveedit.liveedit_modules
-    keys = []
-    for chunk in torch.arange(len(pictures)).split(256):
-        hidden, spans = pictures.batch(chunk, modules.sentinel.dtype)
-        keys.append(F.normalize(modules.image_key(hidden, spans.image).flatten(1).float(), dim=-1))
-    keys = torch.cat(keys)
-    return (keys @ keys.T > modules.image_key_threshold) | torch.eye(len(keys), dtype=torch.bool)
+    keys = _unit_image_keys(liveedit, pictures)
+    threshold = liveedit.liveedit_modules.image_key_threshold
+    return (keys @ keys.T > threshold) | torch.eye(len(keys), dtype=torch.bool)
 
 
 def kept_set_losses(
@@ -407,19 +414,10 @@ def image_key_false_keep_rates(
     Returns:
         Name -> the fraction of that name's probes keeping an edit, one per threshold.
     """
-    modules = liveedit.liveedit_modules
-
-    def keys(states: RoutingStates) -> torch.Tensor:
-        parts = []
-        for chunk in torch.arange(len(states)).split(256):
-            hidden, spans = states.batch(chunk, modules.sentinel.dtype)
-            parts.append(modules.image_key(hidden, spans.image).flatten(1).float())
-        return F.normalize(torch.cat(parts), dim=-1)
-
-    bank_keys = keys(bank)
+    bank_keys = _unit_image_keys(liveedit, bank)
     rates = {}
     for name, states in probes.items():
-        best = (keys(states) @ bank_keys.T).amax(dim=1)
+        best = (_unit_image_keys(liveedit, states) @ bank_keys.T).amax(dim=1)
         rates[name] = [(best > t).float().mean().item() for t in thresholds]
     return rates
 
