@@ -92,6 +92,31 @@ def test_liveedit_editor_edits_through_the_adapter_and_resets():
     assert liveedit._handles == []  # unloaded
 
 
+def test_verified_liveedit_editor_is_named_apart_and_reports_what_took():
+    liveedit = make_liveedit("llava", expert_scale=50.0, verify_edits=True, refine_steps=3)
+    rig_routing(liveedit, keep=True)
+    editor = LiveEditEditor(liveedit, diagnostics=True)
+    assert editor.name == "LiveEdit, verified"
+    cases = [
+        EditCase(index, Sample(tiny_image(index), PROMPT, target), None, None, None, None)
+        for index, target in ((3, "Lyon"), (5, "Paris Nord"))
+    ]
+    for case in cases:
+        editor.edit(case.edit)
+    records = liveedit.edits
+    stats = editor.diagnostics(cases, [3, 5])
+    assert stats["edit_took"] == sum(record.took for record in records) / 2
+    assert stats["edit_refine_steps"] == sum(record.refine_steps for record in records) / 2
+    assert all(record.refine_steps > 0 for record in records if not record.took)
+    editor.close()
+    # unverified: named as before, and no verification statistics
+    plain = LiveEditEditor(make_liveedit("llava"), diagnostics=True)
+    assert plain.name == "LiveEdit"
+    plain.edit(cases[0].edit)
+    assert "edit_took" not in plain.diagnostics(cases[:1], [3])
+    plain.close()
+
+
 def test_evaluate_run_end_to_end_on_a_tiny_mmedit_file(tmp_path):
     from hf_liveedit.cli import main
 
@@ -129,19 +154,32 @@ def test_evaluate_run_end_to_end_on_a_tiny_mmedit_file(tmp_path):
             "--image-root",
             str(images),
             "--editors",
-            "grace",
+            "grace,liveedit-verified",
             "--sizes",
             "1,2",
             "--max-chunks",
             "1:2",
+            "--override",
+            "liveedit-verified:sizes=1",
+            "--override",
+            "liveedit-verified:max_chunks=1:1",
             "--output",
             str(out),
         ]
     )
     assert code == 0
-    lines = (out / "chunks.jsonl").read_text().splitlines()
-    assert [(json.loads(line)["num_edits"]) for line in lines] == [1, 1, 2]
-    assert "| GRACE | 2 | 1 |" in (out / "results.md").read_text()
+    chunks = [json.loads(line) for line in (out / "chunks.jsonl").read_text().splitlines()]
+    assert [(chunk["editor"], chunk["num_edits"]) for chunk in chunks] == [
+        ("grace", 1),
+        ("grace", 1),
+        ("grace", 2),
+        ("liveedit-verified", 1),
+    ]
+    page = (out / "results.md").read_text()
+    assert "| GRACE | 2 | 1 |" in page and "| LiveEdit, verified | 1 | 1 |" in page
+    # the cost table: GRACE's N = 2 chunk applied 2 edits in its recorded edit time
+    per_edit = chunks[2]["edit_seconds"] / 2
+    assert f"| GRACE | 2 | 2 | {per_edit:.2f} | 2 |" in page.split("## Cost")[1]
     assert json.loads((out / "run.json").read_text())["finished_at"]
 
 

@@ -325,3 +325,104 @@ def test_cached_bottom_gives_the_same_losses(family, fast):
     for term in LOSS_TERMS:
         torch.testing.assert_close(first[term], expected[term])
         torch.testing.assert_close(again[term], expected[term], rtol=1e-4, atol=1e-6)
+
+
+# --- fresh counterfactual targets --------------------------------------------------------------
+
+
+def relational_records() -> list[dict]:
+    """make_records with the benchmark's relation / answer columns (capitals of four countries)."""
+    records = make_records(4)
+    answers = ["Paris", "Rome", "Oslo", "Lyon"]  # true answers; each alt is another's
+    for record, answer in zip(records, answers):
+        record.update(relation="country/capital", answer=answer)
+    return records
+
+
+def test_counterfactual_targets_never_draw_the_true_answer():
+    from datasets import Dataset
+
+    from hf_liveedit.data.targets import CounterfactualTargets
+
+    records = relational_records()
+    records.append(dict(records[0], relation="country/tld", answer=".fr", alt=".it"))
+    pools = CounterfactualTargets(Dataset.from_list([dict(r, image=None) for r in records]))
+    assert pools.pools == {
+        "country/capital": ["Lyon", "Oslo", "Paris", "Rome"],
+        "country/tld": [".fr", ".it"],
+    }
+    torch.manual_seed(0)
+    drawn = {pools.draw(records[0]) for _ in range(60)}
+    assert drawn == {"Lyon", "Oslo", "Rome"}  # every other value, never "Paris"
+    assert {pools.draw(records[-1]) for _ in range(10)} == {".it"}
+    with pytest.raises(ValueError, match="lacks \\['relation', 'answer'\\]"):
+        CounterfactualTargets(Dataset.from_list([{"src": "q", "alt": "a"}]))
+    with pytest.raises(ValueError, match="single value"):
+        CounterfactualTargets([{"relation": "r", "answer": "x", "alt": "X"}])  # same once folded
+
+
+def test_collator_redraws_targets_per_batch_and_leaves_the_cache_alone():
+    from hf_liveedit.data.targets import CounterfactualTargets
+
+    liveedit = make_liveedit()
+    records = relational_records()
+    pools = CounterfactualTargets(records)
+    tokenizer = liveedit.processor.tokenizer
+
+    def targets(batch):  # the answer of each edit / generality row, by record
+        edited, kinds = batch["edited"], batch["row_kind"]
+        out = {}
+        for row in (kinds <= RowKind.GEN_IMAGE).nonzero().squeeze(1).tolist():
+            labels = edited["labels"][row]
+            answer = tokenizer.decode(labels[labels != -100]).strip()
+            out.setdefault(int(batch["row_record"][row]), set()).add(answer)
+        return out
+
+    torch.manual_seed(0)
+    plain = LiveEditDataCollator(liveedit)(records)
+    torch.manual_seed(0)
+    off = LiveEditDataCollator(liveedit, fresh_targets=pools, fresh_target_rate=0.0)(records)
+    # rate 0 is the collator of before, draw for draw
+    assert off["row_keys"] == plain["row_keys"] and torch.equal(
+        off["expert_mask"], plain["expert_mask"]
+    )
+    fresh = LiveEditDataCollator(liveedit, fresh_targets=pools, fresh_target_rate=1.0)
+    seen = set()
+    for _ in range(8):
+        batch = fresh(records)
+        assert batch["row_keys"] is None and batch["frozen_keys"] == plain["frozen_keys"]
+        for index, answers in targets(batch).items():
+            assert len(answers) == 1  # edit, rephrase and other image share the new target
+            (answer,) = answers
+            assert answer != records[index]["answer"] and answer in pools.pools["country/capital"]
+            seen.add((index, answer))
+    assert len(seen) > len(records)  # targets change from batch to batch
+    # a fresh batch trains without filling the cache with rows that will not come again
+    model = LiveEditTrainingModel(liveedit, cache_hidden_states=True)
+    with torch.no_grad():
+        terms = model(**fresh(records))
+    assert torch.isfinite(terms["rel"]) and len(model.cache) == len(plain["frozen_keys"])
+    with pytest.raises(ValueError, match="needs fresh_targets"):
+        LiveEditDataCollator(liveedit, fresh_target_rate=0.5)
+
+
+def test_trainer_with_fresh_targets_trains_and_evaluates_on_the_records_own(tmp_path):
+    from datasets import Dataset
+
+    records = relational_records()
+    args = training_args(tmp_path, max_steps=2, save_steps=10, fresh_target_rate=1.0)
+    liveedit = make_liveedit()
+    trainer = LiveEditTrainer(liveedit, args=args, train_dataset=records, eval_dataset=records)
+    assert trainer.data_collator.fresh_target_rate == 1.0
+    trainer.train()
+    fresh_eval = trainer.evaluate()["eval_loss"]
+    assert trainer.data_collator.fresh_target_rate == 1.0  # restored after evaluating
+    own = LiveEditTrainer(
+        trainer.liveedit, args=training_args(tmp_path), train_dataset=records, eval_dataset=records
+    )
+    assert fresh_eval == own.evaluate()["eval_loss"]
+    with pytest.raises(ValueError, match="fresh_target_rate must be in"):
+        training_args(tmp_path, fresh_target_rate=1.5)
+    unrelated = make_records()  # MMEdit records (E-VQA, ...) have no relation to draw from
+    with pytest.raises(ValueError, match="the data lacks \\['relation', 'answer'\\]"):
+        LiveEditTrainer(make_liveedit(), args=args, train_dataset=Dataset.from_list(unrelated))

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from hf_liveedit.data.prompts import format_prompt
+from hf_liveedit.data.targets import CounterfactualTargets
 from hf_liveedit.images import load_image
 
 from .cache import row_key
@@ -62,6 +63,11 @@ class LiveEditDataCollator:
             ``"caption"``); None uses each record's ``task`` field, else ``"vqa"``.
         image_root: folder that relative image paths in records are resolved against (records
             from :func:`hf_liveedit.data.with_images` already hold PIL images).
+        fresh_targets: where fresh counterfactual targets come from (None: the records' own).
+        fresh_target_rate: share of batches whose records all get a fresh target, drawn per
+            batch (not per record) so that the other batches' rows stay the same and the
+            hidden-state cache keeps serving them; a batch with fresh targets carries no
+            ``row_keys`` (its edit and generality rows are new).
 
     A batch is a dict of tensors: ``edited`` / ``frozen`` / ``text`` processor inputs (with
     ``labels`` marking answers; ``frozen`` repeats the image-locality rows for the frozen
@@ -77,13 +83,22 @@ class LiveEditDataCollator:
     model: Any
     task: str | None = None
     image_root: str | Path | None = None
+    fresh_targets: CounterfactualTargets | None = None
+    fresh_target_rate: float = 0.0
 
     def __post_init__(self) -> None:
         self.backbone = getattr(self.model, "adapter", self.model)
+        if not 0 <= self.fresh_target_rate <= 1:
+            raise ValueError(f"fresh_target_rate must be in [0, 1], got {self.fresh_target_rate}")
+        if self.fresh_target_rate > 0 and self.fresh_targets is None:
+            raise ValueError("fresh_target_rate > 0 needs fresh_targets")
 
     def __call__(self, records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         if not records:
             raise ValueError("LiveEditDataCollator got an empty batch")
+        fresh = self.fresh_target_rate > 0 and float(torch.rand(())) < self.fresh_target_rate
+        if fresh:
+            records = [{**record, "alt": self.fresh_targets.draw(record)} for record in records]
         rows = [row for index, record in enumerate(records) for row in self._rows(index, record)]
         rows.sort(key=lambda row: (row.kind, row.record))  # edit rows first, in record order
         image_rows = [row for row in rows if row.image is not None]
@@ -92,7 +107,7 @@ class LiveEditDataCollator:
         num_records = len(records)
         batch: dict[str, Any] = {
             "edited": self._inputs(image_rows),
-            "row_keys": self._keys(image_rows),
+            "row_keys": None if fresh else self._keys(image_rows),
             "row_kind": torch.tensor([int(row.kind) for row in image_rows]),
             "row_record": torch.tensor([row.record for row in image_rows]),
             "expert_mask": self._expert_mask(image_rows, num_records),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +15,7 @@ from transformers.modelcard import extract_hyperparameters_from_trainer
 from transformers.trainer import TRAINING_ARGS_NAME
 
 from hf_liveedit.config import CONFIG_NAME, LiveEditConfig, config_file, hub_model_id
+from hf_liveedit.data.targets import CounterfactualTargets
 from hf_liveedit.model import LiveEditModel
 from hf_liveedit.persistence import (
     EDITS_NAME,
@@ -76,6 +77,17 @@ class LiveEditTrainingArguments(TrainingArguments):
             "only the layers above l_e when the row comes again."
         },
     )
+    fresh_target_rate: float = field(
+        default=0.0,
+        metadata={
+            "help": "Share of training batches whose edit targets are redrawn: each record gets "
+            "another value of its relation (never its true answer) from the training data, so "
+            "that the generator learns to write any target, not only the records' own. Needs "
+            "relation and answer columns (the packaged benchmark). Drawn per batch: the other "
+            "batches keep using the hidden-state cache; evaluation always uses the records' "
+            "own targets."
+        },
+    )
     # Batches are nested dicts of the collator, not model-forward columns.
     remove_unused_columns: bool = field(
         default=False, metadata={"help": "Keep False: the collator needs every record field."}
@@ -87,6 +99,10 @@ class LiveEditTrainingArguments(TrainingArguments):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and 0 <= value < float("inf")):
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+        if not (
+            isinstance(self.fresh_target_rate, (int, float)) and 0 <= self.fresh_target_rate <= 1
+        ):
+            raise ValueError(f"fresh_target_rate must be in [0, 1], got {self.fresh_target_rate!r}")
 
     def term_weights(self) -> dict[str, float]:
         """The weight of each loss term."""
@@ -128,7 +144,15 @@ class LiveEditTrainer(Trainer):
         if isinstance(model, LiveEditModel):
             model = LiveEditTrainingModel(model, getattr(args, "cache_hidden_states", False))
         if data_collator is None:
-            data_collator = LiveEditDataCollator(model.liveedit)
+            rate = getattr(args, "fresh_target_rate", 0.0)
+            pools = None
+            if rate > 0:
+                if kwargs.get("train_dataset") is None:
+                    raise ValueError("fresh_target_rate > 0 needs a train_dataset to draw from")
+                pools = CounterfactualTargets(kwargs["train_dataset"])
+            data_collator = LiveEditDataCollator(
+                model.liveedit, fresh_targets=pools, fresh_target_rate=rate
+            )
         super().__init__(model=model, args=args, data_collator=data_collator, **kwargs)
         self.loss_is_scaled_for_ga = False  # compute_loss returns a per-batch mean
         self.model_accepts_loss_kwargs = False
@@ -217,9 +241,15 @@ class LiveEditTrainer(Trainer):
         Args:
             *args, **kwargs: as for ``transformers.Trainer.evaluate``.
         """
-        with torch.random.fork_rng(devices=[]):  # the collator draws on the CPU generator
-            torch.manual_seed(self.args.seed)
-            return super().evaluate(*args, **kwargs)
+        training_collator = self.data_collator
+        if isinstance(training_collator, LiveEditDataCollator):  # the records' own targets
+            self.data_collator = replace(training_collator, fresh_target_rate=0.0)
+        try:
+            with torch.random.fork_rng(devices=[]):  # the collator draws on the CPU generator
+                torch.manual_seed(self.args.seed)
+                return super().evaluate(*args, **kwargs)
+        finally:
+            self.data_collator = training_collator
 
     # --- saving, loading and the Hub -------------------------------------------------------------
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:

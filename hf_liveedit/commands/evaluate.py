@@ -25,7 +25,9 @@ from hf_liveedit.commands import (
 
 HELP = "Benchmark LiveEdit and baseline editors under sequential editing (run / report)."
 
-EDITOR_KEYS = ("liveedit", "ft-l", "ft-m", "tp", "lemoe", "grace")
+#: ``liveedit-verified``: the same adapter with ``verify_edits`` on (see LiveEditConfig).
+EDITOR_KEYS = ("liveedit", "liveedit-verified", "ft-l", "ft-m", "tp", "lemoe", "grace")
+LIVEEDIT_KEYS = {"liveedit": False, "liveedit-verified": True}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -39,7 +41,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     run.add_argument(
         "--adapter",
-        help="Trained LiveEdit adapter folder (generator) for 'liveedit'. Default: the packaged "
+        help="Trained LiveEdit adapter folder (generator) for 'liveedit' and 'liveedit-verified' "
+        "(the same adapter with verify_edits on). Default: the packaged "
         "generator (hf_liveedit.pretrained) with --backbone default, an untrained generator "
         "(smoke tests only) with --backbone tiny.",
     )
@@ -211,17 +214,20 @@ def _editor_factories(
     from hf_liveedit import LiveEditConfig, get_liveedit_model
     from hf_liveedit.evaluation.editors import BASELINES, LiveEditEditor
 
-    def liveedit():
+    def liveedit(verify: bool):
         if adapter:
-            return LiveEditEditor.from_pretrained(model, processor, adapter, diagnostics)
+            return LiveEditEditor.from_pretrained(model, processor, adapter, diagnostics, verify)
         print("warning: no --adapter: LiveEdit runs with an UNTRAINED generator", file=sys.stderr)
-        return LiveEditEditor(get_liveedit_model(model, LiveEditConfig(), processor), diagnostics)
+        config = LiveEditConfig(verify_edits=verify)
+        return LiveEditEditor(get_liveedit_model(model, config, processor), diagnostics)
 
-    factories = {"liveedit": liveedit}
+    factories = {}
     for key in keys:
-        if key != "liveedit":
+        if key in LIVEEDIT_KEYS:
+            factories[key] = lambda verify=LIVEEDIT_KEYS[key]: liveedit(verify)
+        else:
             factories[key] = lambda cls=BASELINES[key]: cls(model, processor)
-    return {key: factories[key] for key in keys}
+    return factories
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -257,7 +263,7 @@ def _run(args: argparse.Namespace) -> int:
 
     model, processor = _load_backbone(args.backbone)
     adapter = args.adapter
-    if adapter is None and args.backbone == "default" and "liveedit" in keys:
+    if adapter is None and args.backbone == "default" and LIVEEDIT_KEYS.keys() & set(keys):
         from hf_liveedit.pretrained import default_generator_dir
 
         adapter = str(default_generator_dir())

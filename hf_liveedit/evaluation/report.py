@@ -64,6 +64,8 @@ def aggregate(chunks: list[dict[str, Any]]) -> dict[str, Any]:
                 "edits": sum(len(run["edited"]) for run in runs),
                 "scored": sum(len(run["scored"]) for run in runs),
                 "seconds": round(sum(run["edit_seconds"] + run["score_seconds"] for run in runs)),
+                "edit_seconds": sum(run["edit_seconds"] for run in runs),
+                "score_seconds": sum(run["score_seconds"] for run in runs),
             }
             for metric in METRICS + EXACT_MATCH_METRICS:
                 values = [run["metrics"][metric] for run in runs if metric in run["metrics"]]
@@ -93,6 +95,7 @@ DIAGNOSTIC_COLUMNS: dict[str, str] = {
     "t_loc_any_kept": "T-Loc any kept",
     "n_loc_any_kept": "N-Loc any kept",
     "n_loc_weight": "N-Loc w",
+    "edit_took": "edits took",
 }
 
 
@@ -173,6 +176,22 @@ def markdown_table(summary: dict[str, Any], exact_match: bool = True) -> str:
         for size, row in entry["sizes"].items():
             cells = [entry["name"], size, str(row["chunks"])]
             cells += [_cell(row.get(column)) for column in columns]
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def cost_table(summary: dict[str, Any]) -> str:
+    """Wall time per edit and per scored record (reference passes included), per editor and N."""
+    header = ["editor", "N", "edits", "s per edit", "scored", "s per scored record"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for entry in summary.values():
+        for size, row in entry["sizes"].items():
+            if "edit_seconds" not in row:  # summaries written before timings were kept
+                continue
+            per_edit = row["edit_seconds"] / max(row["edits"], 1)
+            per_record = row["score_seconds"] / max(row["scored"], 1)
+            cells = [entry["name"], size, str(row["edits"]), f"{per_edit:.2f}"]
+            cells += [str(row["scored"]), f"{per_record:.2f}"]
             lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -364,6 +383,12 @@ def write_report(
         paths["exact_match_plot"] = directory / EXACT_MATCH_PLOT_NAME
         plot_metrics(summary, list(EXACT_MATCH_METRICS), paths["exact_match_plot"])
     page = _markdown_page(run, summary, with_em, report_command)
+    page += (
+        "\n## Cost\n\nWall time in this run (one machine, editors one after another): per edit "
+        "(applying it, sequentially), and per scored record (the unedited model's reference "
+        "passes and the edited model's scoring, exact match included when on).\n\n"
+        + cost_table(summary)
+    )
     diagnostics = diagnostics_table(chunks)
     if diagnostics:
         page += (
@@ -372,7 +397,9 @@ def write_report(
             "*own w* / *other w*: soft weight on the own expert / on all others; *any kept*: a "
             "locality sample keeps at least one expert; *M-Loc w* / *N-Loc w*: the total weight "
             "the chunk's experts get (N-Loc: the record's question on a neighbour's image, an "
-            "entity of the same relation not edited in the chunk).\n\n" + diagnostics
+            "entity of the same relation not edited in the chunk); *edits took* (verified edits "
+            "only): the greedy answer on the edit input was the target once the edit was "
+            "added.\n\n" + diagnostics
         )
     by_source = by_source_table(chunks)
     if by_source:

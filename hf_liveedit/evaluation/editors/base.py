@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -37,7 +37,7 @@ class Editor(ABC):
     """
 
     #: Name shown in tables and plots.
-    name: ClassVar[str] = "editor"
+    name: str = "editor"
     #: Position tracking of editors whose hooks need the prompt / answer spans.
     spans: StepSpans | None = None
 

@@ -28,27 +28,40 @@ class LiveEditEditor(Editor):
     With ``diagnostics=True`` each chunk also reports how routing behaved (see
     :meth:`diagnostics`), at the cost of one more prompt-only forward pass per sample.
 
+    With the adapter's ``verify_edits`` on, the editor is named "LiveEdit, verified" and the
+    diagnostics also report the share of edits that took and their refinement steps.
+
     Args:
         liveedit: a LiveEdit-wrapped model (a trained generator, e.g. from
             :meth:`from_pretrained`).
         diagnostics: measure routing after each chunk.
     """
 
-    name = "LiveEdit"
-
     def __init__(self, liveedit: LiveEditModel, diagnostics: bool = False):
         super().__init__(liveedit.base_model, liveedit.processor)
         self.liveedit = liveedit
         self.with_diagnostics = diagnostics
+        self.name = "LiveEdit, verified" if liveedit.liveedit_config.verify_edits else "LiveEdit"
 
     @classmethod
     def from_pretrained(
-        cls, model: nn.Module, processor: Any, adapter_dir: str | Path, diagnostics: bool = False
+        cls,
+        model: nn.Module,
+        processor: Any,
+        adapter_dir: str | Path,
+        diagnostics: bool = False,
+        verify_edits: bool | None = None,
     ) -> LiveEditEditor:
-        """Load a trained LiveEdit adapter (generator only, no stored edits) onto ``model``."""
+        """Load a trained LiveEdit adapter (generator only, no stored edits) onto ``model``.
+
+        Args:
+            verify_edits: turn verified edits on or off (None: as the adapter's config says).
+        """
         liveedit = LiveEditModel.from_pretrained(
             model, adapter_dir, processor=processor, load_experts=False
         )
+        if verify_edits is not None:
+            liveedit.liveedit_config.verify_edits = verify_edits
         return cls(liveedit, diagnostics)
 
     def edit(self, sample: Sample) -> None:
@@ -136,6 +149,10 @@ class LiveEditEditor(Editor):
                     out[f"{kind}_{name}"] = float(values.mean())
             if kind == "m_gen":
                 out["m_gen_by_source"] = _by_source(present, stats)
+        records = self.liveedit.edits
+        if records and records[0].took is not None:
+            out["edit_took"] = sum(record.took for record in records) / len(records)
+            out["edit_refine_steps"] = sum(r.refine_steps for r in records) / len(records)
         return out
 
 
