@@ -426,3 +426,16 @@ def test_trainer_with_fresh_targets_trains_and_evaluates_on_the_records_own(tmp_
     unrelated = make_records()  # MMEdit records (E-VQA, ...) have no relation to draw from
     with pytest.raises(ValueError, match="the data lacks \\['relation', 'answer'\\]"):
         LiveEditTrainer(make_liveedit(), args=args, train_dataset=Dataset.from_list(unrelated))
+
+
+def test_generator_only_training_leaves_the_router_alone(tmp_path):
+    liveedit = make_liveedit()
+    before = {k: v.clone() for k, v in liveedit.liveedit_modules.state_dict().items()}
+    args = training_args(tmp_path, max_steps=3, save_steps=10, trained_modules="generator")
+    LiveEditTrainer(liveedit, args=args, train_dataset=make_records()).train()
+    after = liveedit.liveedit_modules.state_dict()
+    changed = {key for key in before if not torch.equal(before[key], after[key].cpu())}
+    assert changed and all(key.startswith(("generator.", "expert_norm.")) for key in changed)
+    assert any(key.startswith("expert_norm.") for key in changed)
+    with pytest.raises(ValueError, match="trained_modules must be one of"):
+        training_args(tmp_path, trained_modules="router")

@@ -57,6 +57,10 @@ TERM_WEIGHTS = {
 }
 
 
+#: ``trained_modules`` -> prefixes of the LiveEdit parameters it trains (None: all of them).
+TRAINED_MODULES = {"all": None, "generator": ("generator.", "expert_norm.")}
+
+
 @dataclass
 class LiveEditTrainingArguments(TrainingArguments):
     """``TrainingArguments`` plus the weights of LiveEdit's loss terms (all 1, as the authors)."""
@@ -88,6 +92,16 @@ class LiveEditTrainingArguments(TrainingArguments):
             "own targets."
         },
     )
+    trained_modules: str = field(
+        default="all",
+        metadata={
+            "help": "'all' (the paper: generator, feature extractors, sentinel and expert "
+            "LayerNorm) or 'generator' (the expert generator and the expert LayerNorm only: "
+            "continue training a generator whose router was trained apart, e.g. by "
+            "train-router, without changing how it routes).",
+            "choices": tuple(TRAINED_MODULES),
+        },
+    )
     # Batches are nested dicts of the collator, not model-forward columns.
     remove_unused_columns: bool = field(
         default=False, metadata={"help": "Keep False: the collator needs every record field."}
@@ -99,6 +113,11 @@ class LiveEditTrainingArguments(TrainingArguments):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and 0 <= value < float("inf")):
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+        if self.trained_modules not in TRAINED_MODULES:
+            raise ValueError(
+                f"trained_modules must be one of {list(TRAINED_MODULES)}, got "
+                f"{self.trained_modules!r}"
+            )
         if not (
             isinstance(self.fresh_target_rate, (int, float)) and 0 <= self.fresh_target_rate <= 1
         ):
@@ -143,6 +162,10 @@ class LiveEditTrainer(Trainer):
             args = LiveEditTrainingArguments(output_dir="liveedit-trainer")
         if isinstance(model, LiveEditModel):
             model = LiveEditTrainingModel(model, getattr(args, "cache_hidden_states", False))
+        prefixes = TRAINED_MODULES[getattr(args, "trained_modules", "all")]
+        if prefixes is not None:  # the optimizer only takes parameters that require gradients
+            for name, parameter in model.liveedit.liveedit_modules.named_parameters():
+                parameter.requires_grad_(name.startswith(prefixes))
         if data_collator is None:
             rate = getattr(args, "fresh_target_rate", 0.0)
             pools = None
