@@ -201,6 +201,7 @@ def test_evaluate_report_refuses_a_folder_without_results(tmp_path, capsys):
         (["demo", "--num-edits", "-2"], ("--num-edits",)),
         (["demo", "--generator", "/nonexistent"], ("--generator /nonexistent", "no such folder")),
         (["demo", "--backbone", "tiny", "--generator", "g"], ("--backbone default only",)),
+        (["demo", "--backbone", "tiny", "--num-edits", "3"], ("--num-edits applies to",)),
         (["demo", "--backbone", "large"], ("--backbone", "invalid choice")),
         (["build-benchmark", "--test-fraction", "5"], ("--test-fraction", "between 0 and 1")),
         (["build-benchmark", "--test-fraction", "0"], ("--test-fraction",)),

@@ -46,9 +46,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--benchmark-dir", default=None, help="benchmark folder (default: the cache's)"
     )
     parser.add_argument(
-        "--num-edits", type=positive_int, default=5, help="edits to apply (default 5)"
+        "--num-edits", type=positive_int, help="edits to apply (default 5; default backbone only)"
     )
-    parser.add_argument("--seed", type=int, default=0, help="which test records to pick")
+    parser.add_argument(
+        "--seed", type=int, help="which test records to pick (default 0; default backbone only)"
+    )
     parser.add_argument(
         "--max-new-tokens", type=positive_int, default=8, help="answer length (default 8)"
     )
@@ -65,11 +67,17 @@ def run(args: argparse.Namespace) -> int:
     """
     if args.backbone == "tiny":
         # the tiny demo makes its own generator and edits: these would be silently ignored
-        given = [flag for flag in ("generator", "benchmark_dir") if getattr(args, flag)]
+        given = [
+            flag
+            for flag in ("generator", "benchmark_dir", "num_edits", "seed")
+            if getattr(args, flag) is not None
+        ]
         if given:
             flag = "--" + given[0].replace("_", "-")
             raise UsageError(f"{flag} applies to --backbone default only")
         return _run_tiny(args)
+    args.num_edits = 5 if args.num_edits is None else args.num_edits
+    args.seed = 0 if args.seed is None else args.seed
     # checked before the benchmark and backbone are built (minutes on a first run)
     if args.generator:
         check_path("--generator", args.generator, "dir", containing=ADAPTER_CONFIGS)
@@ -192,7 +200,7 @@ def _run_default(args: argparse.Namespace) -> int:
 
     print(
         "backbone: the embedded default LLaVA (SmolLM2-135M-Instruct + EfficientNet-Lite0)\n"
-        f"generator: {generator}\n"
+        f"generator: {args.generator or 'the packaged one (hf_liveedit.pretrained)'}\n"
         f"{len(records)} edits from the benchmark's test split (never seen in training) were "
         "applied one after another; answers before and after all of them:"
     )
