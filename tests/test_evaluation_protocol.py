@@ -184,3 +184,25 @@ def test_report_command_writes_table_plot_and_summary(tmp_path):
     assert (tmp_path / "metrics_vs_edits.png").stat().st_size > 0
     assert json.loads((tmp_path / "summary.json").read_text())["results"]["b"]["name"] == "B"
     assert write_report(tmp_path)["table"].is_file()
+
+
+def test_fresh_targets_for_validation_are_seeded_and_never_a_known_answer():
+    from datasets import Dataset
+
+    from hf_liveedit.commands import UsageError
+    from hf_liveedit.commands.evaluate import with_fresh_targets
+
+    capitals = ["Paris", "Rome", "Oslo", "Lyon", "Bern", "Riga"]
+    records = [
+        {"src": f"q{i}", "relation": "capital", "answer": capitals[i], "alt": capitals[i - 1]}
+        for i in range(len(capitals))
+    ]
+    dataset = Dataset.from_list(records)
+    fresh = with_fresh_targets(dataset, 3)
+    assert fresh["src"] == dataset["src"] and fresh["answer"] == dataset["answer"]
+    for record, target in zip(records, fresh["alt"]):
+        assert target in capitals and target not in (record["answer"], record["alt"])
+    assert with_fresh_targets(dataset, 3)["alt"] == fresh["alt"]
+    assert any(with_fresh_targets(dataset, seed)["alt"] != fresh["alt"] for seed in range(4, 8))
+    with pytest.raises(UsageError, match="--fresh-targets"):
+        with_fresh_targets(dataset.remove_columns("relation"), 0)

@@ -58,6 +58,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--limit", type=positive_int, help="Use only the first LIMIT records of the file."
     )
     run.add_argument(
+        "--fresh-targets",
+        type=int,
+        metavar="SEED",
+        help="Replace each record's target by another value of its relation, drawn with SEED "
+        "(never its true answer nor its own target; needs the packaged benchmark's relation and "
+        "answer columns): edits with targets a generator never saw with these records, e.g. "
+        "'--split train --fresh-targets 0' to validate a generator without the test split.",
+    )
+    run.add_argument(
         "--editors",
         default=",".join(EDITOR_KEYS),
         help=f"Comma-separated editors among {', '.join(EDITOR_KEYS)}.",
@@ -167,7 +176,30 @@ def _load_data(args: argparse.Namespace):
     if args.limit:
         dataset = dataset.select(range(min(args.limit, len(dataset))))
         described += f", first {len(dataset)} records"
+    if args.fresh_targets is not None:
+        dataset = with_fresh_targets(dataset, args.fresh_targets)
+        described += f", targets redrawn with seed {args.fresh_targets}"
     return dataset, described
+
+
+def with_fresh_targets(dataset, seed: int):
+    """The records with each target replaced by another value of its relation (seeded).
+
+    The new target is never the record's true answer nor its own target.
+
+    Raises:
+        UsageError: the data has no relation / answer columns.
+    """
+    import torch
+
+    from hf_liveedit.data.targets import CounterfactualTargets
+
+    with reading("--fresh-targets", (ValueError,)):
+        pools = CounterfactualTargets(dataset)
+    generator = torch.Generator().manual_seed(seed)
+    columns = dataset.select_columns(["relation", "answer", "alt"])
+    targets = [pools.draw(record, (record["alt"],), generator) for record in columns]
+    return dataset.remove_columns("alt").add_column("alt", targets)
 
 
 def _check_inputs(args: argparse.Namespace) -> list[str]:

@@ -8,7 +8,7 @@ instead (any value the relation takes in the data, never the record's own true a
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -55,13 +55,26 @@ class CounterfactualTargets:
         if poor:
             raise ValueError(f"relations with a single value cannot be redrawn: {poor}")
 
-    def draw(self, record: Mapping[str, Any]) -> str:
-        """A value of the record's relation other than its true answer (torch's global RNG).
+    def draw(
+        self,
+        record: Mapping[str, Any],
+        avoid: Sequence[str] = (),
+        generator: torch.Generator | None = None,
+    ) -> str:
+        """A value of the record's relation other than its true answer.
+
+        Args:
+            record: a record with ``relation`` and ``answer``.
+            avoid: other values not to draw (e.g. the record's own target).
+            generator: torch generator to draw with (default: torch's global one).
 
         Raises:
             KeyError: the record's relation is not in the pools.
+            ValueError: nothing is left to draw.
         """
         pool = self.pools[record["relation"]]
-        answer = normalize(record["answer"])
-        options = [value for value in pool if normalize(value) != answer]
-        return options[int(torch.randint(len(options), ()))]
+        excluded = {normalize(value) for value in (record["answer"], *avoid)}
+        options = [value for value in pool if normalize(value) not in excluded]
+        if not options:
+            raise ValueError(f"no value of {record['relation']} is left to draw")
+        return options[int(torch.randint(len(options), (), generator=generator))]
