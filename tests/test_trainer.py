@@ -439,3 +439,17 @@ def test_generator_only_training_leaves_the_router_alone(tmp_path):
     assert any(key.startswith("expert_norm.") for key in changed)
     with pytest.raises(ValueError, match="trained_modules must be one of"):
         training_args(tmp_path, trained_modules="router")
+
+
+def test_time_budget_stops_at_a_step_with_a_checkpoint_that_resumes(tmp_path):
+    args = training_args(tmp_path, max_steps=12, save_steps=100, max_train_minutes=1e-9)
+    trainer = LiveEditTrainer(make_liveedit(), args=args, train_dataset=make_records())
+    trainer.train()
+    assert trainer.state.global_step == 1  # the budget is spent after the first step
+    assert (tmp_path / "run" / "checkpoint-1" / "generator.safetensors").is_file()
+    args = training_args(tmp_path, max_steps=3, save_steps=100)
+    resumed = LiveEditTrainer(make_liveedit(), args=args, train_dataset=make_records())
+    resumed.train(resume_from_checkpoint=str(tmp_path / "run" / "checkpoint-1"))
+    assert resumed.state.global_step == 3
+    with pytest.raises(ValueError, match="max_train_minutes must be > 0"):
+        training_args(tmp_path, max_train_minutes=0)

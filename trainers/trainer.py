@@ -26,6 +26,7 @@ from hf_liveedit.persistence import (
     require_keys,
 )
 
+from .callbacks import TimeBudgetCallback
 from .collator import LiveEditDataCollator
 from .model import LOSS_TERMS, LiveEditTrainingModel
 from .plot import LOSS_CURVE_NAME, plot_loss_curves
@@ -102,6 +103,13 @@ class LiveEditTrainingArguments(TrainingArguments):
             "choices": tuple(TRAINED_MODULES),
         },
     )
+    max_train_minutes: float | None = field(
+        default=None,
+        metadata={
+            "help": "Stop after this many minutes of training, at a step boundary, with a "
+            "checkpoint (resume it with --resume last); None: no time limit."
+        },
+    )
     # Batches are nested dicts of the collator, not model-forward columns.
     remove_unused_columns: bool = field(
         default=False, metadata={"help": "Keep False: the collator needs every record field."}
@@ -113,6 +121,8 @@ class LiveEditTrainingArguments(TrainingArguments):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and 0 <= value < float("inf")):
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+        if self.max_train_minutes is not None and not self.max_train_minutes > 0:
+            raise ValueError(f"max_train_minutes must be > 0, got {self.max_train_minutes!r}")
         if self.trained_modules not in TRAINED_MODULES:
             raise ValueError(
                 f"trained_modules must be one of {list(TRAINED_MODULES)}, got "
@@ -177,6 +187,8 @@ class LiveEditTrainer(Trainer):
                 model.liveedit, fresh_targets=pools, fresh_target_rate=rate
             )
         super().__init__(model=model, args=args, data_collator=data_collator, **kwargs)
+        if getattr(args, "max_train_minutes", None):
+            self.add_callback(TimeBudgetCallback(args.max_train_minutes))
         self.loss_is_scaled_for_ga = False  # compute_loss returns a per-batch mean
         self.model_accepts_loss_kwargs = False
         self._term_sums: dict[str, torch.Tensor] = {}
