@@ -241,9 +241,10 @@ def run(args: argparse.Namespace) -> int:
     trainer = LiveEditTrainer(liveedit, args=training_args, train_dataset=dataset)
     if script.init_from:  # starting a generator for this backbone: another one is the point
         trainer.load_generator(script.init_from, allow_base_model_mismatch=True)
+    parameters = list(liveedit.liveedit_modules.parameters())
     print(
-        f"training {sum(p.numel() for p in liveedit.liveedit_modules.parameters()):,} LiveEdit "
-        f"parameters on {len(dataset)} records (layer {liveedit.liveedit_config.edit_layer} of "
+        f"training {sum(p.numel() for p in parameters if p.requires_grad):,} of "
+        f"{sum(p.numel() for p in parameters):,} LiveEdit parameters on {len(dataset)} records (layer {liveedit.liveedit_config.edit_layer} of "
         f"{liveedit.backbone.num_layers}, d_m {config.module_dim}); output: {output_dir}"
     )
     result = trainer.train(resume_from_checkpoint=resume)
