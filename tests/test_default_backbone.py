@@ -43,6 +43,16 @@ def test_packaged_projector_and_generator_name_the_same_backbone():
     assert generator["base_model_sha256"] == packaged_sha256()
 
 
+def test_packaged_files_name_no_local_paths():
+    """What ships (cards, configs, training records) must not point into a developer's machine."""
+    for folder in (default_generator_dir(), packaged_projector_dir()):
+        for path in folder.iterdir():
+            if path.suffix in (".md", ".json", ".yaml"):
+                text = path.read_text()
+                for prefix in ("/work/", "/tmp/", "/root/", "/home/", "C:\\"):
+                    assert prefix not in text, f"{path.name} names a local path ({prefix})"
+
+
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory):
     """A cache with the default backbone assembled from the packaged parts."""

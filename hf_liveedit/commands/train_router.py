@@ -226,7 +226,7 @@ def run(args: argparse.Namespace) -> int:
     liveedit.liveedit_config.base_model_name_or_path = None
     export_generator(liveedit, script.output_dir)
     summary = {
-        "generator": str(generator),
+        "generator": script.generator or "the packaged generator",  # as given: no local paths
         "records": len(dataset),
         "train_records": len(train_rows),
         "held_out_records": len(held_rows),
