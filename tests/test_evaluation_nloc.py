@@ -453,9 +453,9 @@ def test_report_renders_old_results_without_n_loc(tmp_path):
     assert "| A | 10 | 1 | 80.00 | 80.00 | 80.00 | 80.00 | 80.00 | 80.00 | - |" in table
     assert "| NEW | 1 | 1 | 20.00 | 20.00 | 20.00 | 20.00 | 20.00 | 20.00 | 60.00 |" in table
     lines = diagnostics_table(old + new).splitlines()  # rows: A 1, A 10, B 1, NEW 1
-    assert "| N-Loc any kept | N-Loc w |" in lines[0]
-    assert all(line.endswith("| - | - |") for line in lines[2:5])
-    assert lines[5].startswith("| NEW |") and lines[5].endswith("| 25.0 | 50.0 |")
+    assert "| N-Loc any kept | N-Loc w | edits took |" in lines[0]  # took: verified edits only
+    assert all(line.endswith("| - | - | - |") for line in lines[2:5])
+    assert lines[5].startswith("| NEW |") and lines[5].endswith("| 25.0 | 50.0 | - |")
 
     written = {}
     for name, chunks in {"old-only": old, "mixed": old + new}.items():
