@@ -327,6 +327,38 @@ def test_cached_bottom_gives_the_same_losses(family, fast):
         torch.testing.assert_close(again[term], expected[term], rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.parametrize("family, split", [("llava", True), ("qwen2_vl", False)])
+def test_partly_cached_batches_run_the_bottom_for_the_other_rows_only(family, split):
+    """Rows not cached (or without a key) run the layers up to l_e alone; the losses stay."""
+    liveedit = make_liveedit(family, expert_scale=5.0)
+    records = make_records(3)
+    torch.manual_seed(0)
+    seen = LiveEditDataCollator(liveedit)(records[:2])
+    torch.manual_seed(1)
+    batch = LiveEditDataCollator(liveedit)(records)
+    batch["row_keys"][0] = None  # a row that must not be kept (as fresh targets' rows)
+    model = LiveEditTrainingModel(liveedit, cache_hidden_states=True)
+    calls = []
+    layer = liveedit.backbone.decoder_layers()[0]
+    handle = layer.register_forward_hook(lambda module, args, out: calls.append(args[0].shape[0]))
+    with torch.no_grad():
+        expected = LiveEditTrainingModel(liveedit)(**batch)
+        model(**seen)
+        assert model.cache.fast_path and len(model.cache) == 8
+        calls.clear()
+        terms = model(**batch)
+    handle.remove()
+    for term in LOSS_TERMS:
+        torch.testing.assert_close(terms[term], expected[term], rtol=1e-4, atol=1e-5)
+    # record 2's four rows are new; row 0 (seen, but without a key now) is not taken from the cache
+    assert len(model.cache) == 12 and model.cache.missing(batch["row_keys"]) == [0]
+    if split:  # the bottom ran once, on those five rows
+        assert calls == [5]
+    else:  # Qwen2-VL's inputs do not split by row: the whole batch runs, as before
+        assert calls == [len(batch["row_keys"])]
+    assert (liveedit.backbone.select_rows(batch["edited"], [2, 0]) is None) is not split
+
+
 # --- fresh counterfactual targets --------------------------------------------------------------
 
 
@@ -390,7 +422,10 @@ def test_collator_redraws_targets_per_batch_and_leaves_the_cache_alone():
     seen = set()
     for _ in range(8):
         batch = fresh(records)
-        assert batch["row_keys"] is None and batch["frozen_keys"] == plain["frozen_keys"]
+        assert batch["frozen_keys"] == plain["frozen_keys"]
+        for kind, key, plain_key in zip(batch["row_kind"], batch["row_keys"], plain["row_keys"]):
+            # fresh edit and generality rows are not kept; locality rows keep their keys
+            assert key == (None if kind <= RowKind.GEN_IMAGE else plain_key)
         for index, answers in targets(batch).items():
             assert len(answers) == 1  # edit, rephrase and other image share the new target
             (answer,) = answers

@@ -5,7 +5,10 @@ never on the LiveEdit weights, so it can be computed once and kept. A later step
 its rows cached runs only the layers above ``l_e``: layers ``0 .. l_e`` are swapped for modules
 that pass the hidden states through and then inject the cached (and edited) ones, and the
 vision tower is skipped (the image features only matter below ``l_e``). Positions, masks and
-everything above ``l_e`` are computed by the model's own forward, as usual.
+everything above ``l_e`` are computed by the model's own forward, as usual. A step whose batch
+is only partly cached runs the layers up to ``l_e`` for the other rows alone (families whose
+inputs split by row), then continues as if all were cached. Rows without a key (new
+counterfactual targets, which will not come again) are computed that way and never kept.
 
 This relies on the family's forward accepting inputs without pixel values, so the first time it
 is used :class:`~hf_liveedit.trainers.LiveEditTrainingModel` checks it against the full forward
@@ -16,16 +19,18 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 
 import torch
 from PIL import Image
 from torch import nn
 
 from hf_liveedit.images import image_sha256
+from hf_liveedit.layer import layer_output_hidden
 from hf_liveedit.model import LiveEditModel
 
-__all__ = ["HiddenStateCache", "row_key", "run_above_edit_layer"]
+__all__ = ["HiddenStateCache", "row_key", "run_above_edit_layer", "run_below_edit_layer"]
 
 #: Processor outputs only the vision tower reads.
 VISION_INPUTS = ("pixel_values", "pixel_attention_mask", "image_sizes")
@@ -54,18 +59,40 @@ class HiddenStateCache:
         return len(self.rows)
 
     def store(
-        self, keys: Sequence[str], hidden: torch.Tensor, attention_mask: torch.Tensor
+        self, keys: Sequence[str | None], hidden: torch.Tensor, attention_mask: torch.Tensor
     ) -> None:
-        """Keep each row's hidden states at its attended positions."""
+        """Keep each keyed row's hidden states at its attended positions."""
         for index, key in enumerate(keys):
-            if key not in self.rows:
+            if key is not None and key not in self.rows:
                 self.rows[key] = hidden[index, attention_mask[index].bool()].detach()
 
-    def lookup(self, keys: Sequence[str], attention_mask: torch.Tensor) -> torch.Tensor | None:
-        """The batch's ``[B, L, d]`` hidden states, left-padded with zeros; None unless all cached."""
-        if any(key not in self.rows for key in keys):
-            return None
-        rows = [self.rows[key] for key in keys]
+    def missing(self, keys: Sequence[str | None]) -> list[int]:
+        """Indices of the rows that are not cached (rows without a key never are)."""
+        return [index for index, key in enumerate(keys) if key is None or key not in self.rows]
+
+    def lookup(
+        self,
+        keys: Sequence[str | None],
+        attention_mask: torch.Tensor,
+        computed: Mapping[int, torch.Tensor] | None = None,
+    ) -> torch.Tensor | None:
+        """The batch's ``[B, L, d]`` hidden states, left-padded with zeros.
+
+        Args:
+            keys: the rows' keys.
+            attention_mask: the batch's mask (where each row's states go).
+            computed: states of rows computed for this step (by row index), used before the cache.
+
+        Returns:
+            The states, or None unless every row is found.
+        """
+        computed = computed or {}
+        rows = []
+        for index, key in enumerate(keys):
+            row = computed.get(index, self.rows.get(key) if key is not None else None)
+            if row is None:
+                return None
+            rows.append(row)
         hidden = rows[0].new_zeros((len(rows), attention_mask.shape[1], rows[0].shape[-1]))
         for index, row in enumerate(rows):
             valid = attention_mask[index].bool()
@@ -73,6 +100,36 @@ class HiddenStateCache:
                 return None
             hidden[index, valid] = row.to(hidden.device)
         return hidden
+
+    def complete(
+        self, liveedit: LiveEditModel, inputs: dict[str, Any], keys: Sequence[str | None]
+    ) -> torch.Tensor | None:
+        """The batch's layer-``l_e`` states: cached rows from the cache, the others computed.
+
+        The rows missing from the cache run through the layers up to ``l_e`` alone
+        (:func:`run_below_edit_layer`) and are kept when they have a key.
+
+        Args:
+            liveedit: the model.
+            inputs: the batch's model inputs.
+            keys: the rows' keys (None for rows not to keep).
+
+        Returns:
+            The states, or None when rows are missing and this family's inputs cannot be split
+            by row (:meth:`~hf_liveedit.backbones.BackboneSpec.select_rows`).
+        """
+        attention_mask = inputs["attention_mask"]
+        missing = self.missing(keys)
+        computed = {}
+        if missing:
+            subset = liveedit.backbone.select_rows(inputs, missing)
+            if subset is None:
+                return None
+            hidden = run_below_edit_layer(liveedit, subset)
+            mask = subset["attention_mask"]
+            self.store([keys[index] for index in missing], hidden, mask)
+            computed = {row: hidden[i, mask[i].bool()] for i, row in enumerate(missing)}
+        return self.lookup(keys, attention_mask, computed)
 
 
 class _PassThrough(nn.Module):
@@ -129,3 +186,37 @@ def run_above_edit_layer(
     text_inputs = {key: value for key, value in inputs.items() if key not in VISION_INPUTS}
     with liveedit.disable_adapter(), _layers_replaced(liveedit, hidden):
         return liveedit.base_model(**text_inputs).logits
+
+
+class _ReachedEditLayer(Exception):
+    """Carries layer ``l_e``'s output out of a forward that need not go further."""
+
+    def __init__(self, hidden: torch.Tensor):
+        super().__init__()
+        self.hidden = hidden
+
+
+def run_below_edit_layer(liveedit: LiveEditModel, inputs: dict[str, Any]) -> torch.Tensor:
+    """Layer ``l_e``'s output for a batch of the frozen model, computing nothing above it.
+
+    Args:
+        liveedit: the model (its own edits are disabled meanwhile).
+        inputs: the batch's model inputs.
+
+    Returns:
+        ``[B, L, d]`` hidden states, without gradients.
+    """
+    layer = liveedit.backbone.decoder_layers()[liveedit.liveedit_config.edit_layer]
+
+    def stop(module: nn.Module, args: tuple, output: object) -> None:
+        raise _ReachedEditLayer(layer_output_hidden(output))
+
+    handle = layer.register_forward_hook(stop)
+    try:
+        with torch.no_grad(), liveedit.disable_adapter():
+            liveedit.base_model(**inputs)
+    except _ReachedEditLayer as reached:
+        return reached.hidden
+    finally:
+        handle.remove()
+    raise RuntimeError("the forward returned without running layer l_e")

@@ -66,8 +66,8 @@ class LiveEditDataCollator:
         fresh_targets: where fresh counterfactual targets come from (None: the records' own).
         fresh_target_rate: share of batches whose records all get a fresh target, drawn per
             batch (not per record) so that the other batches' rows stay the same and the
-            hidden-state cache keeps serving them; a batch with fresh targets carries no
-            ``row_keys`` (its edit and generality rows are new).
+            hidden-state cache keeps serving them; in a batch with fresh targets, the edit and
+            generality rows carry no cache key (they will not come again).
 
     A batch is a dict of tensors: ``edited`` / ``frozen`` / ``text`` processor inputs (with
     ``labels`` marking answers; ``frozen`` repeats the image-locality rows for the frozen
@@ -77,7 +77,8 @@ class LiveEditDataCollator:
     ``pair_input`` / ``pair_edit`` (per record: the ``edited`` rows at the input and edit ends of
     the routing losses) and ``negative_record`` (per record: another record, the negative of
     ``l_sr1``; absent for one-record batches), and ``row_keys`` / ``frozen_keys`` / ``text_keys``
-    (content keys of the rows, for :class:`~hf_liveedit.trainers.cache.HiddenStateCache`).
+    (content keys of the rows, for :class:`~hf_liveedit.trainers.cache.HiddenStateCache`;
+    None for rows not to keep).
     """
 
     model: Any
@@ -107,7 +108,7 @@ class LiveEditDataCollator:
         num_records = len(records)
         batch: dict[str, Any] = {
             "edited": self._inputs(image_rows),
-            "row_keys": None if fresh else self._keys(image_rows),
+            "row_keys": self._keys(image_rows, skip=GENERALITY_KINDS if fresh else ()),
             "row_kind": torch.tensor([int(row.kind) for row in image_rows]),
             "row_record": torch.tensor([row.record for row in image_rows]),
             "expert_mask": self._expert_mask(image_rows, num_records),
@@ -167,8 +168,11 @@ class LiveEditDataCollator:
         return dict(inputs)
 
     @staticmethod
-    def _keys(rows: list[_Row]) -> list[str]:
-        return [row_key(row.image, row.prompt, row.target) for row in rows]
+    def _keys(rows: list[_Row], skip: Sequence[RowKind] = ()) -> list[str | None]:
+        """Cache keys of the rows (None for rows of the kinds in ``skip``)."""
+        return [
+            None if row.kind in skip else row_key(row.image, row.prompt, row.target) for row in rows
+        ]
 
     # --- random choices ----------------------------------------------------------------------
     @staticmethod

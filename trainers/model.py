@@ -12,8 +12,9 @@ Speed without changing the maths:
   features of every row from those same hidden states, and fuses the mixture into every row
   (so the frozen bottom runs once per row; only the frozen-model reference for locality rows
   needs a second, gradient-free pass);
-* with ``cache_hidden_states``, each row's layer-``l_e`` output is kept, and once all rows of a
-  batch are cached only the layers above ``l_e`` run (see :mod:`hf_liveedit.trainers.cache`);
+* with ``cache_hidden_states``, each row's layer-``l_e`` output is kept; rows found in the cache
+  skip the layers up to ``l_e``, the others run them alone, and the whole batch continues
+  above ``l_e`` from there (see :mod:`hf_liveedit.trainers.cache`);
 * logits are computed only at the answer positions (``logits_to_keep``; answers sit at the
   right end of left-padded rows);
 * text-only rows are never edited unless ``edit_text_only_inputs`` is set, so their ``l_loc`` is
@@ -153,9 +154,9 @@ class LiveEditTrainingModel(nn.Module):
         text: dict[str, torch.Tensor] | None = None,
         text_expert_mask: torch.Tensor | None = None,
         negative_record: torch.Tensor | None = None,
-        row_keys: Sequence[str] | None = None,
-        frozen_keys: Sequence[str] | None = None,
-        text_keys: Sequence[str] | None = None,
+        row_keys: Sequence[str | None] | None = None,
+        frozen_keys: Sequence[str | None] | None = None,
+        text_keys: Sequence[str | None] | None = None,
     ) -> dict[str, torch.Tensor]:
         """Every loss term of one batch (see :class:`~hf_liveedit.trainers.LiveEditDataCollator`).
 
@@ -255,7 +256,7 @@ class LiveEditTrainingModel(nn.Module):
         self,
         inputs: dict[str, torch.Tensor],
         edit: EditFunction | None,
-        keys: Sequence[str] | None = None,
+        keys: Sequence[str | None] | None = None,
     ) -> _AnswerLogits:
         """Run the VLLM (edited by ``edit`` at layer ``l_e``, or frozen when None)."""
         labels = inputs["labels"]
@@ -270,7 +271,7 @@ class LiveEditTrainingModel(nn.Module):
         cache = self.cache if keys is not None else None
         cached = None
         if cache is not None and cache.fast_path is not False:
-            cached = cache.lookup(keys, inputs["attention_mask"])
+            cached = cache.complete(self.liveedit, model_inputs, keys)
         if cached is not None and cache.fast_path:
             logits = self._above_edit_layer(model_inputs, cached, edit, spans)
         else:
@@ -298,7 +299,7 @@ class LiveEditTrainingModel(nn.Module):
         model_inputs: dict[str, torch.Tensor],
         edit: EditFunction | None,
         spans: Spans,
-        keys: Sequence[str] | None,
+        keys: Sequence[str | None] | None,
         attention_mask: torch.Tensor,
     ) -> torch.Tensor:
         """The whole model; layer ``l_e``'s output is cached (if enabled) and edited."""
@@ -349,7 +350,7 @@ class LiveEditTrainingModel(nn.Module):
         edited: _AnswerLogits,
         rows: torch.Tensor,
         reference_inputs: dict[str, torch.Tensor],
-        reference_keys: Sequence[str] | None = None,
+        reference_keys: Sequence[str | None] | None = None,
     ) -> torch.Tensor:
         """``l_loc``: KL from the frozen model to the edited one on locality answers."""
         reference = self._answer_logits(reference_inputs, None, reference_keys)

@@ -79,7 +79,8 @@ class LiveEditTrainingArguments(TrainingArguments):
         default=False,
         metadata={
             "help": "Keep each training row's layer-l_e output (memory: rows x tokens x d) and run "
-            "only the layers above l_e when the row comes again."
+            "only the layers above l_e when the row comes again (rows of a batch not cached yet "
+            "run the layers up to l_e alone)."
         },
     )
     fresh_target_rate: float = field(

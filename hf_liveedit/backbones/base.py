@@ -14,7 +14,7 @@ family's documented default, :attr:`BackboneSpec.prompt_format` with
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import torch
@@ -56,6 +56,10 @@ class BackboneSpec(ABC):
     #: Processor outputs that may happen to be ``input_ids``-shaped without being aligned with it
     #: (e.g. InstructBLIP's Q-Former copy of the prompt): answers are never appended to them.
     unaligned_keys: ClassVar[frozenset[str]] = frozenset()
+    #: Whether every tensor the processor returns holds one entry per row along its first
+    #: dimension, so that some rows of a batch can be run apart (:meth:`select_rows`); False for
+    #: families that flatten image patches across the batch (Qwen2-VL).
+    row_aligned_inputs: ClassVar[bool] = True
 
     def __init__(self, model: nn.Module, processor: Any | None = None):
         self.model = model
@@ -229,6 +233,29 @@ class BackboneSpec(ABC):
             for text, target in zip(texts, targets)
         ]
         return self._append_answers(inputs, answers, tokenizer.pad_token_id)
+
+    def select_rows(self, inputs: Mapping[str, Any], rows: Sequence[int]) -> dict[str, Any] | None:
+        """The model inputs of some rows of a batch (non-tensor values as they are).
+
+        Args:
+            inputs: a batch's model inputs (from :meth:`build_inputs`, plus any call options).
+            rows: indices of the rows to keep, in the order wanted.
+
+        Returns:
+            The inputs of those rows, or None when this family's inputs are not split by row
+            (:attr:`row_aligned_inputs`, or a tensor whose first dimension is not the batch's).
+        """
+        if not self.row_aligned_inputs:
+            return None
+        batch = inputs["input_ids"].shape[0]
+        selected = {}
+        for key, value in inputs.items():
+            if isinstance(value, torch.Tensor):
+                if value.dim() == 0 or value.shape[0] != batch:
+                    return None
+                value = value[torch.as_tensor(rows, dtype=torch.long, device=value.device)]
+            selected[key] = value
+        return selected
 
     @staticmethod
     def answer_text(formatted_prompt: str, target: str) -> str:

@@ -23,6 +23,7 @@ class Qwen2VLSpec(BackboneSpec):
         "<|im_start|>user\n{image}{prompt}<|im_end|>\n<|im_start|>assistant\n"
     )
     image_format = "<|vision_start|>{token}<|vision_end|>"
+    row_aligned_inputs = False  # pixel_values holds the batch's patches, flattened
 
     def decoder_layers(self) -> nn.ModuleList:
         return self.model.model.language_model.layers
