@@ -17,11 +17,11 @@ import time
 from collections.abc import Callable
 
 import torch
+from hf_liveedit.trainers import LiveEditDataCollator, LiveEditTrainingModel
+from hf_liveedit.trainers.cache import HiddenStateCache
 
 from hf_liveedit import LiveEditConfig, LiveEditModel, get_liveedit_model
 from hf_liveedit.data.targets import CounterfactualTargets
-from hf_liveedit.trainers import LiveEditDataCollator, LiveEditTrainingModel
-from hf_liveedit.trainers.cache import HiddenStateCache
 
 
 def load(backbone: str, batch_size: int) -> tuple[LiveEditModel, list[dict]]:
