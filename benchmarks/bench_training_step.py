@@ -2,8 +2,9 @@
 
 With ``cache_hidden_states``, rows already seen skip the frozen layers up to ``l_e``; the rows
 of a batch that are not cached run those layers alone. Before that, one uncached row sent the
-whole batch through the full model (the "cache off" row), which is what batches with fresh
-counterfactual targets always paid. Prints one Markdown table; all rows in one run.
+whole batch's edited rows through the full model (the "nothing cached" row), which is what
+batches with fresh counterfactual targets always paid. Prints one Markdown table; all rows in
+one run.
 
     python benchmarks/bench_training_step.py --backbone default --repeats 2
     python benchmarks/bench_training_step.py --backbone tiny        # seconds, for a smoke test
@@ -110,8 +111,8 @@ def main() -> None:
         return prepare
 
     scenarios = [
-        ("cache off (every batch before, when one row was new)", uncached, batch, lambda: None),
-        ("nothing cached (first epoch)", cached, batch, fill()),
+        ("cache off", uncached, batch, lambda: None),
+        ("nothing cached (before: any batch with a new row)", cached, batch, fill()),
         ("half the records cached", cached, mixed_batch, fill(batch)),
         ("fresh targets, locality rows cached", cached, fresh_batch, fill(batch)),
         ("every row cached", cached, batch, fill(batch)),
