@@ -27,10 +27,9 @@ from PIL import Image
 from torch import nn
 
 from hf_liveedit.images import image_sha256
-from hf_liveedit.layer import layer_output_hidden
 from hf_liveedit.model import LiveEditModel
 
-__all__ = ["HiddenStateCache", "row_key", "run_above_edit_layer", "run_below_edit_layer"]
+__all__ = ["HiddenStateCache", "row_key", "run_above_edit_layer"]
 
 #: Processor outputs only the vision tower reads.
 VISION_INPUTS = ("pixel_values", "pixel_attention_mask", "image_sizes")
@@ -107,7 +106,8 @@ class HiddenStateCache:
         """The batch's layer-``l_e`` states: cached rows from the cache, the others computed.
 
         The rows missing from the cache run through the layers up to ``l_e`` alone
-        (:func:`run_below_edit_layer`) and are kept when they have a key.
+        (:meth:`~hf_liveedit.LiveEditModel.hidden_states_at_edit_layer`) and are kept when they
+        have a key.
 
         Args:
             liveedit: the model.
@@ -125,7 +125,8 @@ class HiddenStateCache:
             subset = liveedit.backbone.select_rows(inputs, missing)
             if subset is None:
                 return None
-            hidden = run_below_edit_layer(liveedit, subset)
+            with torch.no_grad():
+                hidden = liveedit.hidden_states_at_edit_layer(subset)
             mask = subset["attention_mask"]
             self.store([keys[index] for index in missing], hidden, mask)
             computed = {row: hidden[i, mask[i].bool()] for i, row in enumerate(missing)}
@@ -186,37 +187,3 @@ def run_above_edit_layer(
     text_inputs = {key: value for key, value in inputs.items() if key not in VISION_INPUTS}
     with liveedit.disable_adapter(), _layers_replaced(liveedit, hidden):
         return liveedit.base_model(**text_inputs).logits
-
-
-class _ReachedEditLayer(Exception):
-    """Carries layer ``l_e``'s output out of a forward that need not go further."""
-
-    def __init__(self, hidden: torch.Tensor):
-        super().__init__()
-        self.hidden = hidden
-
-
-def run_below_edit_layer(liveedit: LiveEditModel, inputs: dict[str, Any]) -> torch.Tensor:
-    """Layer ``l_e``'s output for a batch of the frozen model, computing nothing above it.
-
-    Args:
-        liveedit: the model (its own edits are disabled meanwhile).
-        inputs: the batch's model inputs.
-
-    Returns:
-        ``[B, L, d]`` hidden states, without gradients.
-    """
-    layer = liveedit.backbone.decoder_layers()[liveedit.liveedit_config.edit_layer]
-
-    def stop(module: nn.Module, args: tuple, output: object) -> None:
-        raise _ReachedEditLayer(layer_output_hidden(output))
-
-    handle = layer.register_forward_hook(stop)
-    try:
-        with torch.no_grad(), liveedit.disable_adapter():
-            liveedit.base_model(**inputs)
-    except _ReachedEditLayer as reached:
-        return reached.hidden
-    finally:
-        handle.remove()
-    raise RuntimeError("the forward returned without running layer l_e")
