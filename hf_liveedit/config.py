@@ -131,6 +131,15 @@ class LiveEditConfig:
     refine_lr: float = field(
         default=1e-2, metadata={"help": "Adam learning rate of the refinement of U and V."}
     )
+    refine_min_probability: float = field(
+        default=0.0,
+        metadata={
+            "help": "With verify_edits: keep refining an edit that took until every token of its "
+            "target has at least this probability on the edit input (within refine_steps), a "
+            "margin so that the edit also holds for rephrasings; whether it took is still the "
+            "greedy answer. 0: stop as soon as the greedy answer is the target."
+        },
+    )
     refine_routing_margin: float | None = field(
         default=1.0,
         metadata={
@@ -232,6 +241,11 @@ class LiveEditConfig:
         _check_real("refine_lr", self.refine_lr)
         if self.refine_routing_margin is not None:
             _check_real("refine_routing_margin", self.refine_routing_margin)
+        _check_real("refine_min_probability", self.refine_min_probability)
+        if not 0 <= self.refine_min_probability < 1:
+            raise ValueError(
+                f"refine_min_probability must be in [0, 1), got {self.refine_min_probability!r}"
+            )
         if not self.refine_lr > 0:
             raise ValueError(f"refine_lr must be positive, got {self.refine_lr!r}")
         if self.backend not in ("auto", "torch", "triton"):

@@ -320,6 +320,7 @@ class LiveEditModel(nn.Module):
                     # an image key is a fingerprint whose similarity is a cosine: the own picture
                     # passes by construction, and moving the key would scale it past every other
                     config.refine_routing_margin if config.hard_routing == "sentinel" else None,
+                    config.refine_min_probability,
                 )
             made.append(experts)
             records += [

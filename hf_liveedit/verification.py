@@ -15,7 +15,10 @@ edit's stored visual key is first moved the least distance that lets its own inp
 
 The greedy answer is read teacher-forced: the argmax at each target position, given the target's
 earlier tokens. It equals the target exactly when greedy decoding of as many tokens spells the
-target, which is how the evaluation's exact match reads answers.
+target, which is how the evaluation's exact match reads answers. With
+``LiveEditConfig.refine_min_probability`` an edit is refined until its target is also likely:
+every answer token at least that probability (a margin, so that the edit holds beyond its own
+phrasing); whether it *took* is still the greedy answer.
 """
 
 from __future__ import annotations
@@ -120,6 +123,7 @@ def refine_new_experts(
     max_steps: int,
     lr: float,
     routing_margin: float | None = None,
+    min_probability: float = 0.0,
 ) -> tuple[ExpertBatch, list[EditCheck]]:
     """Check new edits on their own inputs and refine the experts of those that did not take.
 
@@ -132,6 +136,8 @@ def refine_new_experts(
         lr: Adam learning rate.
         routing_margin: first move the visual keys whose own input the hard filter drops (see
             :func:`reroute_own_inputs`); None leaves every key as generated.
+        min_probability: refine each edit until every answer token also has at least this
+            probability (0: until the greedy answer is the target).
 
     Returns:
         The new experts (refined ``U``, ``V``; same routing features) and one check per edit.
@@ -155,23 +161,26 @@ def refine_new_experts(
             logits, answers = answer_logits(liveedit, inputs, experts)
             answered = answers != IGNORE_INDEX
             took = ((logits.argmax(dim=-1) == answers) | ~answered).all(dim=1)
-            if took.all() or step == max_steps:
-                break
             nll = F.cross_entropy(
                 logits.float().transpose(1, 2), answers, ignore_index=IGNORE_INDEX, reduction="none"
             )
+            # token probability >= p  <=>  token NLL <= -log p (unanswered positions have NLL 0)
+            likely = (nll <= -math.log(min_probability)).all(dim=1) if min_probability else took
+            done = took & likely
+            if done.all() or step == max_steps:
+                break
             per_edit = nll.sum(dim=1) / answered.sum(dim=1)
-            loss = per_edit[~took].sum()
+            loss = per_edit[~done].sum()
             if not loss.requires_grad:  # the router keeps none of these experts: nothing to refine
                 break
             optimizer.zero_grad()
             loss.backward()
-        took = took.to(up.device)
-        kept = up.detach()[took].clone(), down.detach()[took].clone()
+        done = done.to(up.device)
+        kept = up.detach()[done].clone(), down.detach()[done].clone()
         optimizer.step()
-        with torch.no_grad():  # an edit that took keeps its expert (Adam's momentum would not)
-            up[took], down[took] = kept
-        steps += (~took).long().cpu()
+        with torch.no_grad():  # a finished edit keeps its expert (Adam's momentum would not)
+            up[done], down[done] = kept
+        steps += (~done).long().cpu()
     refined = ExpertBatch(up.detach().to(dtype), down.detach().to(dtype), new.phi, new.psi)
     outcome = zip(took.tolist(), steps.tolist(), moved.tolist())
     return refined, [EditCheck(bool(ok), int(n), bool(m)) for ok, n, m in outcome]

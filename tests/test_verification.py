@@ -9,6 +9,7 @@ from conftest import PROMPT, TARGET, make_liveedit, rig_routing
 from hf_liveedit import model as model_module
 from hf_liveedit.repository import TENSOR_NAMES
 from hf_liveedit.testing.tiny_models import tiny_image
+from hf_liveedit.verification import answer_logits
 
 VERIFY = dict(
     expert_scale=5.0,
@@ -57,6 +58,29 @@ def test_a_generated_expert_that_misses_is_refined_until_greedy_answers_the_targ
     for name in ("phi", "psi"):
         torch.testing.assert_close(liveedit.repository.tensor(name), plain.repository.tensor(name))
     assert not torch.equal(liveedit.repository.up, plain.repository.up)
+
+
+def target_probabilities(liveedit, image, prompt: str, target: str) -> torch.Tensor:
+    """Teacher-forced probability of each target token on the edit input, experts routed."""
+    logits, answers = answer_logits(liveedit, liveedit.build_inputs(image, prompt, target))
+    return logits.float().softmax(-1).gather(-1, answers[..., None].clamp_min(0))[0, :, 0]
+
+
+def test_a_minimum_probability_refines_past_the_greedy_answer_until_every_token_is_likely():
+    edit = (tiny_image(1), "Name it.", "Paris")
+    greedy = make_liveedit("llava", **VERIFY)
+    rig_routing(greedy, keep=True)
+    first = greedy.get_edit(greedy.add_edit(*edit))
+    with torch.no_grad():
+        # the tiny model's distribution is flat: its greedy answer is far from certain
+        minimum = 1.5 * float(target_probabilities(greedy, *edit).min())
+
+    likely = make_liveedit("llava", **VERIFY, refine_min_probability=minimum)
+    rig_routing(likely, keep=True)
+    record = likely.get_edit(likely.add_edit(*edit))
+    assert record.took is True and first.refine_steps < record.refine_steps < 40
+    with torch.no_grad():
+        assert target_probabilities(likely, *edit).min() >= minimum
 
 
 def test_an_edit_the_router_drops_cannot_take_without_rerouting_and_says_so():

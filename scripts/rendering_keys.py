@@ -1,0 +1,184 @@
+"""Can an image key route *other renderings* of an edited entity to its edit (M-Gen)?
+
+Measures, on the training split only, how often the image key of another rendering of an entity
+(a CIA-factbook or flagpy flag, an emoji, a region map: the benchmark's ``image_rephrase``) passes
+the filter for that entity's edit picture, and how often other entities' pictures pass it too.
+Entity-level cross-validation: in each of ``--folds`` folds the key is fitted on the other folds'
+entities; the held-out entities are split in two, the first half's edits are stored, their other
+renderings are the probes that should pass, and the second half's pictures and renderings (never
+edited) and every locality picture are probes that should not.
+
+Keys (``--positions`` segments, :class:`hf_liveedit.modules.ImageKey`'s layout):
+
+* ``pca``: the packaged key's fit (centre and principal directions of training pictures);
+* ``learned``: the projection trained with an InfoNCE loss, renderings as anchors and their
+  entity's edit picture as the positive among all training entities' edit pictures.
+
+Filters: ``fixed`` is ``train-router``'s threshold (smallest cosine at which the held-out pictures
+and locality pictures keep some stored training edit at most 1% of the time, as a 99th
+percentile); ``t / m`` keeps an
+edit when the cosine exceeds ``t`` *and* exceeds by ``m`` the input's best cosine with a reference
+bank of training pictures (edit pictures and renderings).
+
+The states come from ``hf-liveedit train-router --states_cache FILE`` (layer-``l_e`` states of
+every training record's edit, other-image and locality inputs)::
+
+    .venv/bin/python scripts/rendering_keys.py --states FILE
+"""
+
+from __future__ import annotations
+
+import argparse
+from functools import partial
+
+import torch
+import torch.nn.functional as F
+
+from hf_liveedit.data import load_benchmark
+from hf_liveedit.modules import ImageKey
+from hf_liveedit.modules.image_key import pool_image_tokens
+
+KINDS = {"cia-factbook": "flags", "flagpy": "flags", "emojione": "emoji", "noto-emoji": "emoji"}
+KINDS["kgeography-maps"] = "maps"
+
+
+def pooled(states: dict, positions: int) -> torch.Tensor:
+    """``[N, G, d]`` segment means of each row's image tokens."""
+    hidden, image = states["hidden"], states["image"]
+    parts = [
+        pool_image_tokens(hidden[i : i + 64], image[i : i + 64], positions)
+        for i in range(0, len(hidden), 64)
+    ]
+    return torch.cat(parts)
+
+
+def unit_keys(segments: torch.Tensor, center: torch.Tensor, projection: torch.Tensor):
+    """Unit-norm keys, as :meth:`ImageKey.forward` lays them out (before its scale)."""
+    flat = (F.normalize(segments - center, dim=-1) @ projection).flatten(1)
+    return F.normalize(flat, dim=-1)
+
+
+def fit_key(
+    pictures: dict,
+    rows: torch.Tensor,
+    other: torch.Tensor,
+    entity: torch.Tensor,
+    learned: bool,
+    steps: int,
+    positions: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(center, projection)`` fitted on ``rows``: the PCA fit, then optionally InfoNCE steps.
+
+    Args:
+        pictures: the edit inputs' packed states (``hidden``, ``image``).
+        rows: training rows.
+        other: ``[len(rows), G, d]`` their other renderings' segment means.
+        entity: ``[len(rows)]`` entity ids.
+        learned: train the projection.
+        steps: InfoNCE steps.
+        positions: ``G``.
+    """
+    key = ImageKey(pictures["hidden"].shape[-1], positions, num_queries=4, module_dim=256)
+    key.fit(pictures["hidden"][rows], pictures["image"][rows])
+    center, projection = key.center.clone(), key.projection.clone()
+    edit = pooled({name: pictures[name][rows] for name in ("hidden", "image")}, positions)
+    if not learned:
+        return center, projection
+    first = {}
+    for row, name in enumerate(entity.tolist()):
+        first.setdefault(name, row)
+    anchors_rows = torch.tensor(list(first.values()))
+    positive = (entity[:, None] == entity[anchors_rows][None]).float().argmax(1)
+    projection.requires_grad_(True)
+    optimizer = torch.optim.Adam([projection], lr=1e-2)
+    for _ in range(steps):
+        pictures = unit_keys(edit[anchors_rows], center, projection)
+        renderings = unit_keys(other, center, projection)
+        loss = F.cross_entropy(renderings @ pictures.T / 0.05, positive) + F.cross_entropy(
+            pictures @ pictures.T / 0.05, torch.arange(len(anchors_rows))
+        )
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return center, projection.detach()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--states", required=True, help="train-router --states_cache file")
+    parser.add_argument("--benchmark-dir", default=None)
+    parser.add_argument("--positions", type=int, default=16)
+    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=150, help="InfoNCE steps of 'learned'")
+    args = parser.parse_args()
+
+    data = load_benchmark(args.benchmark_dir, "train")
+    saved = torch.load(args.states, weights_only=False)
+    edit, other, locality = (
+        pooled(saved[n], args.positions) for n in ("edit", "other_image", "locality")
+    )
+    names = sorted(set(data["entity"]))
+    entity = torch.tensor([names.index(name) for name in data["entity"]])
+    kind = [KINDS.get(source, "other") for source in data["image_rephrase_source"]]
+    filters = ["fixed"] + [(t, m) for t in (0.5, 0.8, 0.9) for m in (0.0, 0.05, 0.1)]
+
+    print("| key | filter | flags | emoji | maps | neighbour pairs kept | locality pairs kept |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+    for learned in (False, True):
+        counts = {f: torch.zeros(5, 2) for f in filters}
+        for fold in range(args.folds):
+            train = (entity % args.folds != fold).nonzero()[:, 0]
+            held = sorted(set((entity % args.folds == fold).nonzero()[:, 0].tolist()))
+            stored = torch.tensor([r for r in held if entity[r] // args.folds % 2 == 0])
+            unedited = torch.tensor([r for r in held if entity[r] // args.folds % 2 == 1])
+            center, projection = fit_key(
+                saved["edit"],
+                train,
+                other[train],
+                entity[train],
+                learned,
+                args.steps,
+                args.positions,
+            )
+
+            keys = partial(unit_keys, center=center, projection=projection)
+            bank = keys(edit[stored])
+            references = torch.cat([keys(edit[train]), keys(other[train])])
+            probes = {
+                "own": keys(other[stored]),
+                "neighbour": torch.cat([keys(edit[unedited]), keys(other[unedited])]),
+                "locality": keys(locality),
+            }
+            cosine = {name: k @ bank.T for name, k in probes.items()}
+            best_reference = {name: (k @ references.T).amax(1) for name, k in probes.items()}
+            # about train-router's rule: at most 1% of held-out and locality pictures keep a training edit
+            train_bank = keys(edit[train])
+            fixed = max(
+                float((k @ train_bank.T).amax(1).quantile(0.99))
+                for k in (keys(edit[held]), probes["locality"])
+            )
+            own = entity[stored][:, None] == entity[stored][None]
+            for f in filters:
+                t, m = (fixed, None) if f == "fixed" else f
+                kept = {}
+                for name in probes:
+                    kept[name] = cosine[name] > t
+                    if m is not None:
+                        kept[name] &= cosine[name] > best_reference[name][:, None] + m
+                hit = (kept["own"] & own).any(1)
+                for column, label in enumerate(("flags", "emoji", "maps")):
+                    rows = torch.tensor([kind[r] == label for r in stored.tolist()])
+                    counts[f][column] += torch.tensor([hit[rows].sum(), rows.sum()])
+                counts[f][3] += torch.tensor([kept["neighbour"].sum(), kept["neighbour"].numel()])
+                counts[f][4] += torch.tensor([kept["locality"].sum(), kept["locality"].numel()])
+        for f in filters:
+            rate = (counts[f][:, 0] / counts[f][:, 1].clamp_min(1)).tolist()
+            label = "fixed (train-router)" if f == "fixed" else f"t {f[0]} / m {f[1]}"
+            print(
+                f"| {'learned' if learned else 'pca'} | {label} | {rate[0]:.1%} | {rate[1]:.1%} "
+                f"| {rate[2]:.1%} | {rate[3]:.4%} | {rate[4]:.4%} |"
+            )
+
+
+if __name__ == "__main__":
+    main()
