@@ -262,10 +262,18 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "verify-never-refines",
         "hf_liveedit/verification.py",
-        "            if took.all() or step == max_steps:",
+        "            if done.all() or step == max_steps:",
         "            if True:",
         (VERIFY,),
         "verified edits check the answer but never refine the expert",
+    ),
+    Mutation(
+        "verify-ignores-min-probability",
+        "hf_liveedit/verification.py",
+        "            done = took & likely",
+        "            done = took",
+        (VERIFY,),
+        "refinement stops at the greedy answer whatever refine_min_probability asks",
     ),
     Mutation(
         "verify-refines-routing-features",
