@@ -38,8 +38,14 @@ from hf_liveedit.data import load_benchmark
 from hf_liveedit.modules import ImageKey
 from hf_liveedit.modules.image_key import pool_image_tokens
 
-KINDS = {"cia-factbook": "flags", "flagpy": "flags", "emojione": "emoji", "noto-emoji": "emoji"}
-KINDS["kgeography-maps"] = "maps"
+#: ``image_rephrase_source`` -> the kind of rendering it is.
+KINDS = {
+    "cia-factbook": "flags",
+    "flagpy": "flags",
+    "emojione": "emoji",
+    "noto-emoji": "emoji",
+    "kgeography-maps": "maps",
+}
 
 
 def pooled(states: dict, positions: int) -> torch.Tensor:
@@ -81,21 +87,23 @@ def fit_key(
     key = ImageKey(pictures["hidden"].shape[-1], positions, num_queries=4, module_dim=256)
     key.fit(pictures["hidden"][rows], pictures["image"][rows])
     center, projection = key.center.clone(), key.projection.clone()
-    edit = pooled({name: pictures[name][rows] for name in ("hidden", "image")}, positions)
     if not learned:
         return center, projection
-    first = {}
+    first = {}  # one picture per entity (an entity's records share their edit picture)
     for row, name in enumerate(entity.tolist()):
         first.setdefault(name, row)
-    anchors_rows = torch.tensor(list(first.values()))
-    positive = (entity[:, None] == entity[anchors_rows][None]).float().argmax(1)
+    entity_rows = torch.tensor(list(first.values()))
+    edit = pooled(
+        {name: pictures[name][rows[entity_rows]] for name in ("hidden", "image")}, positions
+    )
+    positive = (entity[:, None] == entity[entity_rows][None]).float().argmax(1)
     projection.requires_grad_(True)
     optimizer = torch.optim.Adam([projection], lr=1e-2)
     for _ in range(steps):
-        pictures = unit_keys(edit[anchors_rows], center, projection)
+        entities = unit_keys(edit, center, projection)
         renderings = unit_keys(other, center, projection)
-        loss = F.cross_entropy(renderings @ pictures.T / 0.05, positive) + F.cross_entropy(
-            pictures @ pictures.T / 0.05, torch.arange(len(anchors_rows))
+        loss = F.cross_entropy(renderings @ entities.T / 0.05, positive) + F.cross_entropy(
+            entities @ entities.T / 0.05, torch.arange(len(entity_rows))
         )
         optimizer.zero_grad()
         loss.backward()
