@@ -29,14 +29,12 @@ every training record's edit, other-image and locality inputs)::
 from __future__ import annotations
 
 import argparse
-from functools import partial
 
 import torch
 import torch.nn.functional as F
 
 from hf_liveedit.data import load_benchmark
 from hf_liveedit.modules import ImageKey
-from hf_liveedit.modules.image_key import pool_image_tokens
 
 #: ``image_rephrase_source`` -> the kind of rendering it is.
 KINDS = {
@@ -48,67 +46,51 @@ KINDS = {
 }
 
 
-def pooled(states: dict, positions: int) -> torch.Tensor:
-    """``[N, G, d]`` segment means of each row's image tokens."""
-    hidden, image = states["hidden"], states["image"]
-    parts = [
-        pool_image_tokens(hidden[i : i + 64], image[i : i + 64], positions)
-        for i in range(0, len(hidden), 64)
-    ]
-    return torch.cat(parts)
+def select(states: dict, rows: torch.Tensor) -> dict:
+    """The packed states (``hidden``, ``image``) of ``rows`` only."""
+    return {"hidden": states["hidden"][rows], "image": states["image"][rows]}
 
 
-def unit_keys(segments: torch.Tensor, center: torch.Tensor, projection: torch.Tensor):
-    """Unit-norm keys, as :meth:`ImageKey.forward` lays them out (before its scale)."""
-    flat = (F.normalize(segments - center, dim=-1) @ projection).flatten(1)
-    return F.normalize(flat, dim=-1)
+def unit_keys(key: ImageKey, states: dict) -> torch.Tensor:
+    """``[N, k * d_m]`` unit-norm image keys (their dot products are the filter's cosines)."""
+    return F.normalize(key(states["hidden"], states["image"]).flatten(1), dim=-1)
 
 
 def fit_key(
-    pictures: dict,
-    rows: torch.Tensor,
-    other: torch.Tensor,
-    entity: torch.Tensor,
-    learned: bool,
-    steps: int,
-    positions: int,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(center, projection)`` fitted on ``rows``: the PCA fit, then optionally InfoNCE steps.
+    pictures: dict, other: dict, entity: torch.Tensor, learned: bool, steps: int, positions: int
+) -> ImageKey:
+    """The packaged key's fit on ``pictures``, then optionally InfoNCE steps on its projection.
 
     Args:
-        pictures: the edit inputs' packed states (``hidden``, ``image``).
-        rows: training rows.
-        other: ``[len(rows), G, d]`` their other renderings' segment means.
-        entity: ``[len(rows)]`` entity ids.
+        pictures: training edit inputs' packed float32 states (``hidden``, ``image``).
+        other: their other renderings' packed states, same rows.
+        entity: ``[N]`` entity ids of the rows.
         learned: train the projection.
         steps: InfoNCE steps.
         positions: ``G``.
     """
     key = ImageKey(pictures["hidden"].shape[-1], positions, num_queries=4, module_dim=256)
-    key.fit(pictures["hidden"][rows], pictures["image"][rows])
-    center, projection = key.center.clone(), key.projection.clone()
+    key.fit(pictures["hidden"], pictures["image"])
     if not learned:
-        return center, projection
+        return key
     first = {}  # one picture per entity (an entity's records share their edit picture)
     for row, name in enumerate(entity.tolist()):
         first.setdefault(name, row)
     entity_rows = torch.tensor(list(first.values()))
-    edit = pooled(
-        {name: pictures[name][rows[entity_rows]] for name in ("hidden", "image")}, positions
-    )
+    anchors = select(pictures, entity_rows)
     positive = (entity[:, None] == entity[entity_rows][None]).float().argmax(1)
-    projection.requires_grad_(True)
-    optimizer = torch.optim.Adam([projection], lr=1e-2)
+    key.projection.requires_grad_(True)
+    optimizer = torch.optim.Adam([key.projection], lr=1e-2)
     for _ in range(steps):
-        entities = unit_keys(edit, center, projection)
-        renderings = unit_keys(other, center, projection)
+        entities, renderings = unit_keys(key, anchors), unit_keys(key, other)
         loss = F.cross_entropy(renderings @ entities.T / 0.05, positive) + F.cross_entropy(
             entities @ entities.T / 0.05, torch.arange(len(entity_rows))
         )
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-    return center, projection.detach()
+    key.projection.requires_grad_(False)
+    return key
 
 
 def main() -> None:
@@ -123,7 +105,8 @@ def main() -> None:
     data = load_benchmark(args.benchmark_dir, "train")
     saved = torch.load(args.states, weights_only=False)
     edit, other, locality = (
-        pooled(saved[n], args.positions) for n in ("edit", "other_image", "locality")
+        {"hidden": saved[n]["hidden"].float(), "image": saved[n]["image"]}
+        for n in ("edit", "other_image", "locality")
     )
     names = sorted(set(data["entity"]))
     entity = torch.tensor([names.index(name) for name in data["entity"]])
@@ -139,31 +122,31 @@ def main() -> None:
             held = sorted(set((entity % args.folds == fold).nonzero()[:, 0].tolist()))
             stored = torch.tensor([r for r in held if entity[r] // args.folds % 2 == 0])
             unedited = torch.tensor([r for r in held if entity[r] // args.folds % 2 == 1])
-            center, projection = fit_key(
-                saved["edit"],
-                train,
-                other[train],
+            key = fit_key(
+                select(edit, train),
+                select(other, train),
                 entity[train],
                 learned,
                 args.steps,
                 args.positions,
             )
-
-            keys = partial(unit_keys, center=center, projection=projection)
-            bank = keys(edit[stored])
-            references = torch.cat([keys(edit[train]), keys(other[train])])
+            with torch.no_grad():
+                edit_keys, other_keys = unit_keys(key, edit), unit_keys(key, other)
+                locality_keys = unit_keys(key, locality)
+            bank = edit_keys[stored]
+            train_bank = edit_keys[train]
+            references = torch.cat([train_bank, other_keys[train]])
             probes = {
-                "own": keys(other[stored]),
-                "neighbour": torch.cat([keys(edit[unedited]), keys(other[unedited])]),
-                "locality": keys(locality),
+                "own": other_keys[stored],
+                "neighbour": torch.cat([edit_keys[unedited], other_keys[unedited]]),
+                "locality": locality_keys,
             }
             cosine = {name: k @ bank.T for name, k in probes.items()}
             best_reference = {name: (k @ references.T).amax(1) for name, k in probes.items()}
             # about train-router's rule: at most 1% of held-out and locality pictures keep a training edit
-            train_bank = keys(edit[train])
             fixed = max(
                 float((k @ train_bank.T).amax(1).quantile(0.99))
-                for k in (keys(edit[held]), probes["locality"])
+                for k in (edit_keys[held], locality_keys)
             )
             own = entity[stored][:, None] == entity[stored][None]
             for f in filters:
