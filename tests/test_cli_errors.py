@@ -174,6 +174,7 @@ def test_train_refuses_a_malformed_data_file(tmp_path, capsys):
         (("--override", "ft-m:sizes=1"), ("--override",)),
         (("--override", "liveedit:sizes=x"), ("--override liveedit:sizes=x",)),
         (("--adapter", "/nonexistent"), ("--adapter", "no such folder")),
+        (("--novel-targets",), ("--novel-targets", "--fresh-targets")),
         (("--sizes", "1,100"), ("N = 100", "10")),  # 10 records: N = 100 would run nothing
     ],
 )

@@ -206,3 +206,6 @@ def test_fresh_targets_for_validation_are_seeded_and_never_a_known_answer():
     assert any(with_fresh_targets(dataset, seed)["alt"] != fresh["alt"] for seed in range(4, 8))
     with pytest.raises(UsageError, match="--fresh-targets"):
         with_fresh_targets(dataset.remove_columns("relation"), 0)
+    invented = with_fresh_targets(dataset, 3, novel=True)
+    assert invented["alt"] == with_fresh_targets(dataset, 3, novel=True)["alt"]
+    assert not set(invented["alt"]) & set(capitals)

@@ -393,6 +393,33 @@ def test_counterfactual_targets_never_draw_the_true_answer():
         CounterfactualTargets([{"relation": "r", "answer": "x", "alt": "X"}])  # same once folded
 
 
+def test_invented_targets_are_new_strings_made_of_two_values():
+    from hf_liveedit.data.targets import CounterfactualTargets
+
+    records = relational_records()  # capitals Lyon, Oslo, Paris, Rome
+    pools = CounterfactualTargets(records, novel_rate=1.0)
+    known = {"lyon", "oslo", "paris", "rome"}
+    generator = torch.Generator().manual_seed(0)
+    invented = [pools.draw(records[0], ("Ossa",), generator) for _ in range(60)]
+    heads = ("L", "Ly", "Lyo", "O", "Os", "Osl", "P", "Pa", "Par", "Pari", "R", "Ro", "Rom")
+    for value in invented:
+        assert value.lower() not in known and value != "Ossa" and len(value) > 1
+        assert value.startswith(heads)  # the start of one value, the end of another
+    assert len(set(invented)) > 10
+    generator = torch.Generator().manual_seed(0)
+    assert [pools.draw(records[0], ("Ossa",), generator) for _ in range(60)] == invented
+    half = CounterfactualTargets(records, novel_rate=0.5)
+    torch.manual_seed(0)
+    drawn = [half.draw(records[0]) for _ in range(200)]
+    assert 60 < sum(value in {"Lyon", "Oslo", "Rome"} for value in drawn) < 140
+    with pytest.raises(ValueError, match="novel_rate must be in"):
+        CounterfactualTargets(records, novel_rate=2)
+    # one-letter values cannot be cut in two
+    letters = [{"relation": "r", "answer": "a", "alt": "b"}]
+    with pytest.raises(ValueError, match="could not invent a new value of r"):
+        CounterfactualTargets(letters).invent(letters[0])
+
+
 def test_collator_redraws_targets_per_batch_and_leaves_the_cache_alone():
     from hf_liveedit.data.targets import CounterfactualTargets
 
@@ -458,6 +485,11 @@ def test_trainer_with_fresh_targets_trains_and_evaluates_on_the_records_own(tmp_
     assert fresh_eval == own.evaluate()["eval_loss"]
     with pytest.raises(ValueError, match="fresh_target_rate must be in"):
         training_args(tmp_path, fresh_target_rate=1.5)
+    with pytest.raises(ValueError, match="novel_target_rate must be in"):
+        training_args(tmp_path, novel_target_rate=-0.1)
+    novel = training_args(tmp_path, fresh_target_rate=1.0, novel_target_rate=1.0)
+    collator = LiveEditTrainer(liveedit, args=novel, train_dataset=records).data_collator
+    assert collator.fresh_targets.novel_rate == 1.0
     unrelated = make_records()  # MMEdit records (E-VQA, ...) have no relation to draw from
     with pytest.raises(ValueError, match="the data lacks \\['relation', 'answer'\\]"):
         LiveEditTrainer(make_liveedit(), args=args, train_dataset=Dataset.from_list(unrelated))

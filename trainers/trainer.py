@@ -94,6 +94,15 @@ class LiveEditTrainingArguments(TrainingArguments):
             "own targets."
         },
     )
+    novel_target_rate: float = field(
+        default=0.0,
+        metadata={
+            "help": "Share of the redrawn targets (fresh_target_rate) that are invented: the "
+            "start of one value of the relation joined to the end of another, a string no record "
+            "has, so that the generator learns to write targets it never saw, not only the "
+            "relation's values in the training data."
+        },
+    )
     trained_modules: str = field(
         default="all",
         metadata={
@@ -129,10 +138,10 @@ class LiveEditTrainingArguments(TrainingArguments):
                 f"trained_modules must be one of {list(TRAINED_MODULES)}, got "
                 f"{self.trained_modules!r}"
             )
-        if not (
-            isinstance(self.fresh_target_rate, (int, float)) and 0 <= self.fresh_target_rate <= 1
-        ):
-            raise ValueError(f"fresh_target_rate must be in [0, 1], got {self.fresh_target_rate!r}")
+        for name in ("fresh_target_rate", "novel_target_rate"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and 0 <= value <= 1):
+                raise ValueError(f"{name} must be in [0, 1], got {value!r}")
 
     def term_weights(self) -> dict[str, float]:
         """The weight of each loss term."""
@@ -183,7 +192,9 @@ class LiveEditTrainer(Trainer):
             if rate > 0:
                 if kwargs.get("train_dataset") is None:
                     raise ValueError("fresh_target_rate > 0 needs a train_dataset to draw from")
-                pools = CounterfactualTargets(kwargs["train_dataset"])
+                pools = CounterfactualTargets(
+                    kwargs["train_dataset"], getattr(args, "novel_target_rate", 0.0)
+                )
             data_collator = LiveEditDataCollator(
                 model.liveedit, fresh_targets=pools, fresh_target_rate=rate
             )

@@ -67,6 +67,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "'--split train --fresh-targets 0' to validate a generator without the test split.",
     )
     run.add_argument(
+        "--novel-targets",
+        action="store_true",
+        help="With --fresh-targets: invent every target (the start of one value of the "
+        "relation joined to the end of another, a string no record has), to validate on targets "
+        "a generator never wrote in training.",
+    )
+    run.add_argument(
         "--editors",
         default=",".join(EDITOR_KEYS),
         help=f"Comma-separated editors among {', '.join(EDITOR_KEYS)}.",
@@ -177,15 +184,18 @@ def _load_data(args: argparse.Namespace):
         dataset = dataset.select(range(min(args.limit, len(dataset))))
         described += f", first {len(dataset)} records"
     if args.fresh_targets is not None:
-        dataset = with_fresh_targets(dataset, args.fresh_targets)
-        described += f", targets redrawn with seed {args.fresh_targets}"
+        dataset = with_fresh_targets(dataset, args.fresh_targets, args.novel_targets)
+        kind = "invented" if args.novel_targets else "redrawn"
+        described += f", targets {kind} with seed {args.fresh_targets}"
     return dataset, described
 
 
-def with_fresh_targets(dataset, seed: int):
+def with_fresh_targets(dataset, seed: int, novel: bool = False):
     """The records with each target replaced by another value of its relation (seeded).
 
-    The new target is never the record's true answer nor its own target.
+    The new target is never the record's true answer nor its own target; with ``novel`` it is
+    invented (:meth:`~hf_liveedit.data.targets.CounterfactualTargets.invent`), a string no
+    record has.
 
     Raises:
         UsageError: the data has no relation / answer columns.
@@ -195,7 +205,7 @@ def with_fresh_targets(dataset, seed: int):
     from hf_liveedit.data.targets import CounterfactualTargets
 
     with reading("--fresh-targets", (ValueError,)):
-        pools = CounterfactualTargets(dataset)
+        pools = CounterfactualTargets(dataset, novel_rate=float(novel))
     generator = torch.Generator().manual_seed(seed)
     columns = dataset.select_columns(["relation", "answer", "alt"])
     targets = [pools.draw(record, (record["alt"],), generator) for record in columns]
@@ -210,6 +220,8 @@ def _check_inputs(args: argparse.Namespace) -> list[str]:
         what = f"unknown {unknown}" if unknown else "none given"
         raise UsageError(f"--editors: {what}; choose among {list(EDITOR_KEYS)}")
     check_model_name("--backbone", args.backbone)
+    if args.novel_targets and args.fresh_targets is None:
+        raise UsageError("--novel-targets invents the targets of --fresh-targets: pass both")
     if args.adapter:
         check_path("--adapter", args.adapter, "dir", containing=ADAPTER_CONFIGS)
     if args.data == "benchmark":
