@@ -487,6 +487,8 @@ def test_trainer_with_fresh_targets_trains_and_evaluates_on_the_records_own(tmp_
         training_args(tmp_path, fresh_target_rate=1.5)
     with pytest.raises(ValueError, match="novel_target_rate must be in"):
         training_args(tmp_path, novel_target_rate=-0.1)
+    with pytest.raises(ValueError, match="set fresh_target_rate > 0"):
+        training_args(tmp_path, novel_target_rate=0.5)
     novel = training_args(tmp_path, fresh_target_rate=1.0, novel_target_rate=1.0)
     collator = LiveEditTrainer(liveedit, args=novel, train_dataset=records).data_collator
     assert collator.fresh_targets.novel_rate == 1.0

@@ -142,6 +142,8 @@ class LiveEditTrainingArguments(TrainingArguments):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and 0 <= value <= 1):
                 raise ValueError(f"{name} must be in [0, 1], got {value!r}")
+        if self.novel_target_rate > 0 and self.fresh_target_rate == 0:
+            raise ValueError("novel_target_rate invents redrawn targets: set fresh_target_rate > 0")
 
     def term_weights(self) -> dict[str, float]:
         """The weight of each loss term."""
